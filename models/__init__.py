@@ -1,0 +1,1 @@
+"""Tortoise models and the domain logic that needs no GraphQL."""

@@ -1,0 +1,70 @@
+"""Validation of tag values against the tag's type, and writing them for users."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from models.enums import TagSource, TagType
+from models.errors import DomainError
+
+_TRUE = {"true", "1", "yes", "y"}
+_FALSE = {"false", "0", "no", "n"}
+
+
+def validate(tag: Any, values: Sequence[str], field: list[str] | None = None) -> list[str]:
+    """The canonical stored form of `values` for `tag`, or DomainError INVALID_TAG_VALUE."""
+    tag_type = TagType(tag["type"] if isinstance(tag, dict) else tag.type)
+    allowed = tag["allowed_values"] if isinstance(tag, dict) else tag.allowed_values
+    key = tag["key"] if isinstance(tag, dict) else tag.key
+    cleaned = [str(v).strip() for v in values if str(v).strip() != ""]
+
+    def bad(message: str) -> DomainError:
+        return DomainError("INVALID_TAG_VALUE", f"tag '{key}': {message}", field)
+
+    if not cleaned:
+        raise bad("at least one value is required")
+    if tag_type is TagType.MULTI_VALUE:
+        unknown = [v for v in cleaned if allowed and v not in allowed]
+        if unknown:
+            raise bad(f"{', '.join(unknown)} not among the allowed values {', '.join(allowed)}")
+        return sorted(set(cleaned))
+    if len(cleaned) != 1:
+        raise bad(f"a {tag_type.value} tag holds exactly one value")
+    value = cleaned[0]
+    if tag_type is TagType.NUMBER:
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise bad(f"'{value}' is not a number") from None
+        if not number.is_finite():
+            raise bad(f"'{value}' is not a number")
+        return [format(number.normalize(), "f")]
+    if tag_type is TagType.BOOLEAN:
+        if value.lower() in _TRUE:
+            return ["true"]
+        if value.lower() in _FALSE:
+            return ["false"]
+        raise bad(f"'{value}' is not true or false")
+    if tag_type is TagType.DATE:
+        try:
+            return [dt.date.fromisoformat(value).isoformat()]
+        except ValueError:
+            raise bad(f"'{value}' is not a date (YYYY-MM-DD)") from None
+    if allowed and value not in allowed:
+        raise bad(f"'{value}' is not among the allowed values {', '.join(allowed)}")
+    if len(value) > 1000:
+        raise bad("a value is at most 1000 characters")
+    return [value]
+
+
+async def set_values(workspace_id: int, user_id: int, tag_id: int, values: list[str], conn: Any, *,
+                     source: TagSource = TagSource.MANUAL, locked: bool = True) -> None:
+    """Set one user's value of one tag (a hand-set value is locked against imports)."""
+    await conn.execute(
+        "INSERT INTO user_tags (workspace_id, user_id, tag_id, \"values\", source, locked, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, now())"
+        " ON CONFLICT (workspace_id, user_id, tag_id) DO UPDATE SET \"values\" = EXCLUDED.\"values\","
+        " source = EXCLUDED.source, locked = EXCLUDED.locked, updated_at = now()",
+        workspace_id, user_id, tag_id, values, source.value, locked)

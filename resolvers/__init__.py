@@ -1,0 +1,1 @@
+"""Thin resolvers: check permission, call domain code (models/), map the result."""

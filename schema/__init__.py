@@ -1,0 +1,65 @@
+"""The GraphQL schema: Query and Mutation wired to the resolvers, with the safety extensions."""
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+
+from resolvers import groups, identities, nodes, tags, users, workspace
+from schema.common import Connection, Node
+from schema.groups import Group, GroupDeletePayload, GroupPayload
+from schema.identities import Identity, IdentityAddPayload, IdentityRemovePayload
+from schema.tags import Tag, TagDeletePayload, TagGroup, TagGroupPayload, TagPayload
+from schema.users import ContactsUpsertPayload, User, UserPayload, UsersMergePayload
+from schema.workspace import Viewer, Workspace, WorkspaceSettings
+from settings import Settings, get_settings
+
+
+@strawberry.type
+class Query:
+    node: Node | None = strawberry.field(resolver=nodes.node)
+    viewer: Viewer = strawberry.field(resolver=workspace.viewer)
+    workspace_settings: WorkspaceSettings = strawberry.field(resolver=workspace.workspace_settings)
+    user: User | None = strawberry.field(resolver=users.user)
+    user_by_identity: User | None = strawberry.field(resolver=users.user_by_identity)
+    users: Connection[User] = strawberry.field(resolver=users.users)
+    group: Group | None = strawberry.field(resolver=groups.group)
+    groups: Connection[Group] = strawberry.field(resolver=groups.groups)
+    tag_groups: list[TagGroup] = strawberry.field(resolver=tags.tag_groups)
+    tags: list[Tag] = strawberry.field(resolver=tags.tags)
+
+
+@strawberry.type
+class Mutation:
+    user_create: UserPayload = strawberry.mutation(resolver=users.user_create)
+    user_update: UserPayload = strawberry.mutation(resolver=users.user_update)
+    users_merge: UsersMergePayload = strawberry.mutation(resolver=users.users_merge)
+    contacts_upsert: ContactsUpsertPayload = strawberry.mutation(resolver=users.contacts_upsert)
+    identity_add: IdentityAddPayload = strawberry.mutation(resolver=identities.identity_add)
+    identity_remove: IdentityRemovePayload = strawberry.mutation(resolver=identities.identity_remove)
+    group_create: GroupPayload = strawberry.mutation(resolver=groups.group_create)
+    group_update: GroupPayload = strawberry.mutation(resolver=groups.group_update)
+    group_delete: GroupDeletePayload = strawberry.mutation(resolver=groups.group_delete)
+    tag_group_create: TagGroupPayload = strawberry.mutation(resolver=tags.tag_group_create)
+    tag_create: TagPayload = strawberry.mutation(resolver=tags.tag_create)
+    tag_update: TagPayload = strawberry.mutation(resolver=tags.tag_update)
+    tag_delete: TagDeletePayload = strawberry.mutation(resolver=tags.tag_delete)
+
+
+def _mask_unexpected(error: GraphQLError) -> bool:
+    """Mask bugs only: validation, auth and bad-argument errors keep their message."""
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    settings = settings or get_settings()
+    extensions: list = [
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+    ]
+    if settings.production:
+        extensions.append(lambda: MaskErrors(should_mask_error=_mask_unexpected))
+    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions,
+                             types=[User, Group, Tag, TagGroup, Identity, Workspace])
