@@ -1,11 +1,16 @@
 """Groups (audiences) and their members."""
 from __future__ import annotations
 
+from typing import Any
+
+import asyncpg
+import orjson
 from tortoise import fields
 from tortoise.fields.db_defaults import Now
 from tortoise.models import Model
 
 from models.enums import GroupSource
+from models.errors import DomainError
 
 
 class Group(Model):
@@ -41,3 +46,30 @@ class GroupMember(Model):
         table = "group_members"
         unique_together = (("workspace", "group", "user"),)
         indexes = (("workspace_id", "user_id"),)
+
+
+def clean_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise DomainError("NAME_REQUIRED", "a group needs a name", ["name"])
+    if len(name) > 200:
+        raise DomainError("NAME_TOO_LONG", "a group name is at most 200 characters", ["name"])
+    return name
+
+
+def clean_labels(labels: list[str]) -> str:
+    return orjson.dumps(sorted({label.strip() for label in labels if label.strip()})).decode()
+
+
+async def create_group(workspace_id: int, name: str, description: str | None, labels: list[str], *,
+                       actor: str, conn: Any, source: GroupSource = GroupSource.MANUAL,
+                       field: list[str] | None = None) -> Any:
+    """Insert a group; NAME_TAKEN when the workspace has one of that name."""
+    name = clean_name(name)
+    try:
+        return await conn.fetchrow(
+            "INSERT INTO groups (workspace_id, name, description, labels, source, created_by)"
+            " VALUES ($1, $2, $3, $4::jsonb, $5, $6) RETURNING *",
+            workspace_id, name, description, clean_labels(labels), source.value, actor)
+    except asyncpg.UniqueViolationError:
+        raise DomainError("NAME_TAKEN", f"a group named '{name}' exists", field or ["name"]) from None

@@ -68,3 +68,28 @@ async def set_values(workspace_id: int, user_id: int, tag_id: int, values: list[
         " ON CONFLICT (workspace_id, user_id, tag_id) DO UPDATE SET \"values\" = EXCLUDED.\"values\","
         " source = EXCLUDED.source, locked = EXCLUDED.locked, updated_at = now()",
         workspace_id, user_id, tag_id, values, source.value, locked)
+
+
+async def tag_selected(b: Any, selected: str, tag_id: int, values: list[str], conn: Any, *, locked: bool) -> int:
+    """Set one tag's value on every selected user (one statement); returns how many changed.
+
+    `locked` is the conflict policy chosen now: True keeps the value against later imports
+    (KEEP_MANUAL), False lets the next import replace it (OVERWRITE).
+    """
+    sql = f"""WITH selected AS ({selected}), changed AS (
+  INSERT INTO user_tags (workspace_id, user_id, tag_id, "values", source, locked, updated_at)
+  SELECT $1, s.id, {b.arg(tag_id)}, {b.arg(values)}::text[], 'BULK', {b.arg(locked)}, now() FROM selected s
+  ON CONFLICT (workspace_id, user_id, tag_id) DO UPDATE
+    SET "values" = EXCLUDED."values", source = 'BULK', locked = EXCLUDED.locked, updated_at = now()
+    WHERE user_tags."values" IS DISTINCT FROM EXCLUDED."values" OR user_tags.locked IS DISTINCT FROM EXCLUDED.locked
+  RETURNING 1)
+SELECT count(*) FROM changed"""
+    return await conn.fetchval(sql, *b.args)
+
+
+async def untag_selected(b: Any, selected: str, tag_id: int, conn: Any) -> int:
+    sql = f"""WITH selected AS ({selected}), removed AS (
+  DELETE FROM user_tags ut USING selected s
+  WHERE ut.workspace_id = $1 AND ut.tag_id = {b.arg(tag_id)} AND ut.user_id = s.id RETURNING 1)
+SELECT count(*) FROM removed"""
+    return await conn.fetchval(sql, *b.args)

@@ -138,9 +138,10 @@ async def add_to_groups(workspace_id: int, user_ids: Sequence[int], group_ids: S
         workspace_id, list(group_ids), list(user_ids), source)
 
 
-async def existing_group_ids(workspace_id: int, group_ids: Sequence[int], conn: Any) -> None:
+async def existing_group_ids(workspace_id: int, group_ids: Sequence[int], conn: Any,
+                             field: str = "groupIds") -> None:
     """Raise GROUP_NOT_FOUND unless every id is a group of the workspace."""
     found = await conn.fetchval("SELECT count(*) FROM groups WHERE workspace_id = $1 AND id = ANY($2::bigint[])",
                                 workspace_id, list(set(group_ids)))
     if found != len(set(group_ids)):
-        raise DomainError("GROUP_NOT_FOUND", "one or more groups do not exist", ["groupIds"])
+        raise DomainError("GROUP_NOT_FOUND", "one or more groups do not exist", [field])

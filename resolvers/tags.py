@@ -8,13 +8,16 @@ import orjson
 import strawberry
 from strawberry.types import Info
 
-from models import db
+from models import db, tag_values
 from models.enums import TagType as TagTypeEnum
 from models.errors import DomainError
+from models.tag_values import validate
 from resolvers.context import Context
+from resolvers.selection import selected_ids_sql, selection
 from schema.common import UserError, from_global_id
-from schema.tags import (Tag, TagCreateInput, TagDeleteInput, TagDeletePayload, TagGroup, TagGroupCreateInput,
-                         TagGroupPayload, TagPayload, TagUpdateInput)
+from schema.tags import (ConflictPolicy, Tag, TagCreateInput, TagDeleteInput, TagDeletePayload, TagGroup,
+                         TagGroupCreateInput, TagGroupPayload, TagPayload, TagUpdateInput, UsersTagInput,
+                         UsersTagPayload, UsersUntagInput)
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 
@@ -146,3 +149,39 @@ async def tag_delete(info: Info, input: TagDeleteInput) -> TagDeletePayload:
     except DomainError as exc:
         return TagDeletePayload(user_errors=[UserError.of(exc)])
     return TagDeletePayload(deleted_tag_id=input.id)
+
+
+async def _tag(ctx: Context, key: str) -> dict:
+    tag = (await ctx.loaders.tag_definitions()).get(key)
+    if tag is None or not ctx.principal.can_read_tag(key):
+        raise DomainError("UNKNOWN_TAG", f"no tag with key '{key}'", ["key"])
+    return tag
+
+
+async def users_tag(info: Info, input: UsersTagInput) -> UsersTagPayload:
+    """Set a tag's value on the selected users in one statement (seed 001's batch tag)."""
+    ctx: Context = info.context
+    ctx.require("tags:write")
+    try:
+        tag = await _tag(ctx, input.key)
+        values = validate(tag, input.values, ["values"])
+        b = await selection(ctx, input.target)
+        async with db.transaction() as conn:
+            changed = await tag_values.tag_selected(b, selected_ids_sql(b), tag["id"], values, conn,
+                                                    locked=input.conflict_policy is ConflictPolicy.KEEP_MANUAL)
+    except DomainError as exc:
+        return UsersTagPayload(user_errors=[UserError.of(exc)])
+    return UsersTagPayload(users_affected=changed)
+
+
+async def users_untag(info: Info, input: UsersUntagInput) -> UsersTagPayload:
+    ctx: Context = info.context
+    ctx.require("tags:write")
+    try:
+        tag = await _tag(ctx, input.key)
+        b = await selection(ctx, input.target)
+        async with db.transaction() as conn:
+            removed = await tag_values.untag_selected(b, selected_ids_sql(b), tag["id"], conn)
+    except DomainError as exc:
+        return UsersTagPayload(user_errors=[UserError.of(exc)])
+    return UsersTagPayload(users_affected=removed)

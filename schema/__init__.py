@@ -7,9 +7,9 @@ from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimite
 
 from resolvers import groups, identities, nodes, tags, users, workspace
 from schema.common import Connection, Node
-from schema.groups import Group, GroupDeletePayload, GroupPayload
+from schema.groups import Group, GroupDeletePayload, GroupPayload, GroupsMembershipPayload
 from schema.identities import Identity, IdentityAddPayload, IdentityRemovePayload
-from schema.tags import Tag, TagDeletePayload, TagGroup, TagGroupPayload, TagPayload
+from schema.tags import Tag, TagDeletePayload, TagGroup, TagGroupPayload, TagPayload, UsersTagPayload
 from schema.users import ContactsUpsertPayload, User, UserPayload, UsersMergePayload
 from schema.workspace import Viewer, Workspace, WorkspaceSettings
 from settings import Settings, get_settings
@@ -40,10 +40,15 @@ class Mutation:
     group_create: GroupPayload = strawberry.mutation(resolver=groups.group_create)
     group_update: GroupPayload = strawberry.mutation(resolver=groups.group_update)
     group_delete: GroupDeletePayload = strawberry.mutation(resolver=groups.group_delete)
+    groups_associate: GroupsMembershipPayload = strawberry.mutation(resolver=groups.groups_associate)
+    groups_change: GroupsMembershipPayload = strawberry.mutation(resolver=groups.groups_change)
+    groups_remove_users: GroupsMembershipPayload = strawberry.mutation(resolver=groups.groups_remove_users)
     tag_group_create: TagGroupPayload = strawberry.mutation(resolver=tags.tag_group_create)
     tag_create: TagPayload = strawberry.mutation(resolver=tags.tag_create)
     tag_update: TagPayload = strawberry.mutation(resolver=tags.tag_update)
     tag_delete: TagDeletePayload = strawberry.mutation(resolver=tags.tag_delete)
+    users_tag: UsersTagPayload = strawberry.mutation(resolver=tags.users_tag)
+    users_untag: UsersTagPayload = strawberry.mutation(resolver=tags.users_untag)
 
 
 def _mask_unexpected(error: GraphQLError) -> bool:

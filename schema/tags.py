@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import Enum
 from typing import Any
 
 import strawberry
@@ -10,6 +11,7 @@ from strawberry.types import Info
 from models import db
 from schema.common import Node, UserError, to_global_id
 from schema.enums import TagType
+from schema.users import UserSelector
 
 
 @strawberry.type(description="A typed custom field of users, addressed by its `key`.")
@@ -93,4 +95,31 @@ class TagPayload:
 @strawberry.type
 class TagDeletePayload:
     deleted_tag_id: strawberry.ID | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.enum
+class ConflictPolicy(Enum):
+    OVERWRITE = "OVERWRITE"  # a later import replaces the value
+    KEEP_MANUAL = "KEEP_MANUAL"  # a later import keeps this value
+
+
+@strawberry.input
+class UsersTagInput:
+    target: UserSelector
+    key: str
+    values: list[str]
+    conflict_policy: ConflictPolicy = strawberry.field(
+        default=ConflictPolicy.KEEP_MANUAL, description="What a later import does with this value.")
+
+
+@strawberry.input
+class UsersUntagInput:
+    target: UserSelector
+    key: str
+
+
+@strawberry.type
+class UsersTagPayload:
+    users_affected: int = strawberry.field(default=0, description="Users whose value changed.")
     user_errors: list[UserError] = strawberry.field(default_factory=list)

@@ -234,3 +234,9 @@ class ContactsUpsertPayload:
     updated: int = 0
     skipped: int = 0
     user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(one_of=True, description="The users a batch operation applies to: exactly one of `ids` or `filter`.")
+class UserSelector:
+    ids: list[strawberry.ID] | None = strawberry.UNSET
+    filter: UserFilter | None = strawberry.UNSET
