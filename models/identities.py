@@ -11,6 +11,7 @@ from tortoise.fields.db_defaults import Now
 from tortoise.models import Model
 
 from models.enums import Encryption, IdentityType
+from models.phones import fast_e164
 
 PHONE_LIKE = {IdentityType.PHONE, IdentityType.WHATSAPP}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -86,6 +87,9 @@ def normalize(type_: IdentityType, raw: str, *, region: str | None = None, chann
 @lru_cache(maxsize=65536)
 def normalize_phone(raw: str, region: str | None) -> str:
     """E.164 for a phone written nationally (with region) or internationally."""
+    fast = fast_e164(raw, region)
+    if fast is not None:
+        return fast
     try:
         number = phonenumbers.parse(raw, (region or "").upper() or None)
     except phonenumbers.NumberParseException as exc:
