@@ -13,6 +13,7 @@ from models.enums import AccountType as AccountTypeEnum, UserSource as UserSourc
 from models.errors import DomainError
 from models.filters import ORDER_COLUMNS, SqlBuilder, TagCondition, UserFilterSpec, compile_filter
 from models.identities import IdentityKey, InvalidIdentity, normalize
+from models.import_rows import checked_length
 from models.profile import PROFILE_FIELDS
 from models.tag_values import validate
 from resolvers.context import BadRequest, Context
@@ -132,12 +133,20 @@ def profile_changes(data: ProfileInput) -> dict[str, Any]:
             value = value.value
         if isinstance(value, str):
             value = value.strip() or None
+            if value is not None:
+                try:
+                    checked_length(name, value)
+                except DomainError as exc:
+                    raise DomainError(exc.code, exc.message, [_camel(name)]) from None
         changes[name] = value
     if "level" in changes and changes["level"] is not None and changes["level"] < 0:
         raise DomainError("INVALID_VALUE", "level must not be negative", ["level"])
-    if changes.get("country") and len(changes["country"]) > 100:
-        raise DomainError("INVALID_VALUE", "country is too long", ["country"])
     return changes
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
 
 
 async def identity_keys(ctx: Context, inputs: list[IdentityInput], field: str = "identities") -> list[IdentityKey]:

@@ -142,3 +142,12 @@ async def test_hashed_identity_is_matched_as_is(api: Api) -> None:
     data = await api(f.CREATE_USER, input={"username": "h2", "identities": [
         {"type": "PHONE", "value": "xyz", "encryption": "MD5"}]})
     assert data["userCreate"]["userErrors"][0]["code"] == "INVALID_HASH"
+
+
+async def test_too_long_profile_values_are_user_errors(api: Api) -> None:
+    data = await api(f.CREATE_USER, input={"username": "long", "city": "x" * 101})
+    assert data["userCreate"]["userErrors"][0]["code"] == "INVALID_VALUE"
+    assert data["userCreate"]["userErrors"][0]["field"] == ["city"]
+    user = await f.user(api, "ok")
+    data = await api(f.UPDATE_USER, input={"id": user["id"], "statusMessage": "y" * 501})
+    assert data["userUpdate"]["userErrors"][0]["field"] == ["statusMessage"]
