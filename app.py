@@ -1,8 +1,9 @@
 """The Starlette application: GraphQL (+ GraphiQL) at /graphql, health, auth and request limits."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -13,10 +14,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.types.unset import UNSET, UnsetType
 from tortoise.contrib.starlette import RegisterTortoise
 
 from models import db
+from models.permissions import Principal
 from models.workspaces import authenticate
 from resolvers.context import Context
 from schema import build_schema
@@ -27,11 +33,54 @@ PRINCIPAL = "roster.principal"
 PREFLIGHT_HEADERS = (b"apollo-require-preflight", b"x-apollo-operation-name", b"x-roster-request")
 
 
+@dataclass
+class WebSocketContext(Context):
+    """A subscription connection's context: its principal arrives with `connection_init`."""
+
+    principal: Principal | None = None  # type: ignore[assignment]
+    connection_params: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.principal is not None:
+            super().__post_init__()
+
+    def sign_in(self, principal: Principal) -> None:
+        self.principal = principal
+        super().__post_init__()
+
+
+class TextFrames(ASGIWebSocketAdapter):
+    """graphql-transport-ws clients (graphql-ws, Apollo) expect text frames; encode_json gives bytes."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+
+
 class GraphQLApp(GraphQL):
+    websocket_adapter_class = TextFrames
+
     async def get_context(self, request: Any, response: Any) -> Context | None:
+        if isinstance(request, WebSocket):
+            return WebSocketContext(request=request, response=response)
         principal = request.scope.get(PRINCIPAL)
         # None only while rendering the GraphiQL page, which runs no operation.
         return Context(principal=principal, request=request, response=response) if principal else None
+
+    async def on_ws_connect(self, context: Any) -> UnsetType:
+        """Authenticate a websocket by `connection_init` {"Authorization": "Bearer <key>"} or its handshake header
+        (ApiKeyAuth only sees HTTP); strawberry refuses any subscribe before this succeeds."""
+        params = context.connection_params or {}
+        token = params.get("Authorization") or params.get("authorization") or \
+            context.request.headers.get("authorization") or ""
+        scheme, _, secret = str(token).partition(" ")
+        principal = await authenticate(secret.strip()) if scheme.lower() == "bearer" else None
+        if principal is None:
+            raise ConnectionRejectionError()
+        context.sign_in(principal)
+        return UNSET
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)

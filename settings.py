@@ -1,6 +1,8 @@
 """Runtime configuration, read once from the environment (prefix-free, 12-factor style)."""
 from __future__ import annotations
 
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,9 +29,47 @@ class Settings(BaseSettings):
     max_identities_per_type: int = 5
     db_pool_max: int = 10
 
+    # Files: uploads, exports and error reports live under files_dir; download links are signed.
+    max_upload_bytes: int = 200 * 1024 * 1024
+    file_retention_s: int = 7 * 24 * 3600  # stored files expire (the worker purges them) after this
+    download_token_ttl_s: int = 3600
+    secret_key: str | None = None  # unset: a random key kept in data_dir/secret_key (survives restarts)
+
     @property
     def production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def signing_key(self) -> bytes:
+        """The key that signs download links: SECRET_KEY, else one generated once and kept under data_dir."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        return _persisted_secret(self.data_dir.resolve() / "secret_key")
+
+
+@lru_cache
+def _persisted_secret(path: Path) -> bytes:
+    """Read the key at `path`, creating it first if needed; atomic, so an API and a worker agree on one key."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32))
+    try:
+        os.link(temp, path)  # fails if another process created it first: then its key wins
+    except FileExistsError:
+        pass
+    finally:
+        temp.unlink()
+    return bytes.fromhex(path.read_text().strip())
 
 
 @lru_cache

@@ -11,10 +11,11 @@ from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
-from arq.typing import WorkerCoroutine
 from tortoise import Tortoise
 from tortoise.context import get_current_context
 
+import jobs.imports  # noqa: F401  (registers the IMPORT handler)
+from jobs.runner import RUN_JOB_FUNCTION, recover_stale_jobs_cron
 from models import db
 from settings import get_settings
 
@@ -71,9 +72,10 @@ async def purge_expired_files(ctx: dict[str, Any]) -> int:
     return len(rows)
 
 
-# Job kinds, enqueued by name. Append new ones here.
-FUNCTIONS: list[WorkerCoroutine] = [purge_expired_files]
-CRON_JOBS = [cron(purge_expired_files, name="cron:purge_expired_files", minute=0, second=0)]
+# Job kinds, enqueued by name. Append new ones here. Importing the job modules registers their handlers.
+FUNCTIONS: list[Any] = [purge_expired_files, RUN_JOB_FUNCTION]
+CRON_JOBS = [cron(purge_expired_files, name="cron:purge_expired_files", minute=0, second=0),
+             cron(recover_stale_jobs_cron, name="cron:recover_stale_jobs", second=0, run_at_startup=True)]
 
 
 def redis_settings(redis_url: str | None = None) -> RedisSettings:

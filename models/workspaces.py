@@ -96,6 +96,10 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def audit(principal: Principal, action: str, target: str | None = None, **details: object) -> None:
-    await AuditLog.create(workspace_id=principal.workspace_id, actor=principal.actor, action=action,
-                          target=target, details=details)
+async def audit(principal: Principal, action: str, target: str | None = None, *, conn: object = None,
+                **details: object) -> None:
+    """Append to the audit log; pass `conn` to write inside the caller's transaction."""
+    await db.execute(
+        "INSERT INTO audit_log (workspace_id, actor, action, target, details) VALUES ($1, $2, $3, $4, $5::jsonb)",
+        principal.workspace_id, principal.actor, action, target, orjson.dumps(details, default=str).decode(),
+        conn=conn)

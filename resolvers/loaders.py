@@ -57,6 +57,8 @@ class Loaders:
             "SELECT * FROM tags WHERE workspace_id = $1 AND tag_group_id = ANY($2::bigint[]) ORDER BY key", w,
             key="tag_group_id"))
         self.member_count = DataLoader(self._member_counts)
+        # The caller's own workspace row (settings), read once per request however many fields ask.
+        self.workspace = DataLoader(_single("SELECT * FROM workspaces WHERE id = $1 AND id = ANY($2::bigint[])", w))
         self._workspace_id = w
         self._tag_defs: dict[str, dict[str, Any]] | None = None
 

@@ -6,10 +6,13 @@ from strawberry.types import Info
 
 from models import db
 from models.errors import DomainError
+from models.jobs import job_row
 from resolvers.context import Context
+from schema.activities import Activity
 from schema.common import Node, from_global_id
 from schema.groups import Group
 from schema.identities import Identity
+from schema.jobs import Job
 from schema.tags import Tag, TagGroup
 from schema.users import User
 
@@ -38,4 +41,10 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
         if row is None or (ctx.principal.role.value == "PARTNER" and not ctx.principal.can_read_identity(row["type"])):
             return None
         return Identity.from_row(row, ctx.principal)
+    if type_name == "Activity" and ctx.principal.can("users:read") and ctx.principal.can_read_field("activities"):
+        row = await db.fetchrow("SELECT * FROM activities WHERE workspace_id = $1 AND id = $2", ctx.workspace_id, pk)
+        return Activity.from_row(row) if row else None
+    if type_name == "Job" and ctx.principal.can("jobs:read"):
+        row = await job_row(ctx.workspace_id, pk)
+        return Job.from_row(row) if row else None
     return None

@@ -11,11 +11,7 @@ from schema.workspace import Viewer, Workspace, WorkspaceSettings
 
 
 async def _workspace_row(ctx: Context):  # noqa: ANN202 - asyncpg.Record
-    cached = getattr(ctx, "_workspace", None)
-    if cached is None:
-        cached = await db.fetchrow("SELECT * FROM workspaces WHERE id = $1", ctx.workspace_id)
-        ctx._workspace = cached  # type: ignore[attr-defined]
-    return cached
+    return await ctx.loaders.workspace.load(ctx.workspace_id)
 
 
 async def default_region(ctx: Context) -> str:
@@ -33,7 +29,9 @@ async def viewer(info: Info) -> Viewer:
 async def workspace_settings(info: Info) -> WorkspaceSettings:
     ctx: Context = info.context
     ctx.require("settings:read")
-    row = await _workspace_row(ctx)
-    return WorkspaceSettings(default_region=row["default_region"],
-                             account_deletion_enabled=row["account_deletion_enabled"],
-                             user_list_columns=db.json_value(row["user_list_columns"]))
+    return WorkspaceSettings.from_row(await _workspace_row(ctx))
+
+
+async def user_list_column_keys(ctx: Context) -> list[str]:
+    """The tag keys shown as columns of the user list, in order (from the request's cached settings)."""
+    return db.json_value((await _workspace_row(ctx))["user_list_columns"])

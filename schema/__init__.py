@@ -5,13 +5,18 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 
-from resolvers import groups, identities, nodes, tags, users, workspace
+from resolvers import groups, identities, jobs, nodes, tags, users, workspace
+from resolvers import activities, deletion, workspace_settings as settings_resolvers
+from schema.activities import Activity, ActivityPayload
 from schema.common import Connection, Node
+from schema.deletion import UsersDeletePayload
 from schema.groups import Group, GroupDeletePayload, GroupPayload, GroupsMembershipPayload
 from schema.identities import Identity, IdentityAddPayload, IdentityRemovePayload
+from schema.jobs import Job, JobCancelPayload
 from schema.tags import Tag, TagDeletePayload, TagGroup, TagGroupPayload, TagPayload, UsersTagPayload
 from schema.users import ContactsUpsertPayload, User, UserPayload, UsersMergePayload
 from schema.workspace import Viewer, Workspace, WorkspaceSettings
+from schema.workspace import WorkspaceSettingsPayload
 from settings import Settings, get_settings
 
 
@@ -20,6 +25,7 @@ class Query:
     node: Node | None = strawberry.field(resolver=nodes.node)
     viewer: Viewer = strawberry.field(resolver=workspace.viewer)
     workspace_settings: WorkspaceSettings = strawberry.field(resolver=workspace.workspace_settings)
+    user_list_columns: list[Tag] = strawberry.field(resolver=settings_resolvers.user_list_columns)
     user: User | None = strawberry.field(resolver=users.user)
     user_by_identity: User | None = strawberry.field(resolver=users.user_by_identity)
     users: Connection[User] = strawberry.field(resolver=users.users)
@@ -27,6 +33,8 @@ class Query:
     groups: Connection[Group] = strawberry.field(resolver=groups.groups)
     tag_groups: list[TagGroup] = strawberry.field(resolver=tags.tag_groups)
     tags: list[Tag] = strawberry.field(resolver=tags.tags)
+    job: Job | None = strawberry.field(resolver=jobs.job)
+    jobs: Connection[Job] = strawberry.field(resolver=jobs.jobs)
 
 
 @strawberry.type
@@ -34,6 +42,11 @@ class Mutation:
     user_create: UserPayload = strawberry.mutation(resolver=users.user_create)
     user_update: UserPayload = strawberry.mutation(resolver=users.user_update)
     users_merge: UsersMergePayload = strawberry.mutation(resolver=users.users_merge)
+    users_delete: UsersDeletePayload = strawberry.mutation(resolver=deletion.users_delete)
+    note_add: ActivityPayload = strawberry.mutation(resolver=activities.note_add)
+    activity_record: ActivityPayload = strawberry.mutation(resolver=activities.activity_record)
+    workspace_settings_update: WorkspaceSettingsPayload = strawberry.mutation(
+        resolver=settings_resolvers.workspace_settings_update)
     contacts_upsert: ContactsUpsertPayload = strawberry.mutation(resolver=users.contacts_upsert)
     identity_add: IdentityAddPayload = strawberry.mutation(resolver=identities.identity_add)
     identity_remove: IdentityRemovePayload = strawberry.mutation(resolver=identities.identity_remove)
@@ -49,6 +62,12 @@ class Mutation:
     tag_delete: TagDeletePayload = strawberry.mutation(resolver=tags.tag_delete)
     users_tag: UsersTagPayload = strawberry.mutation(resolver=tags.users_tag)
     users_untag: UsersTagPayload = strawberry.mutation(resolver=tags.users_untag)
+    job_cancel: JobCancelPayload = strawberry.mutation(resolver=jobs.job_cancel)
+
+
+@strawberry.type
+class Subscription:
+    job_progress: Job = strawberry.subscription(resolver=jobs.job_progress)
 
 
 def _mask_unexpected(error: GraphQLError) -> bool:
@@ -66,5 +85,5 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if settings.production:
         extensions.append(lambda: MaskErrors(should_mask_error=_mask_unexpected))
-    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions,
-                             types=[User, Group, Tag, TagGroup, Identity, Workspace])
+    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
+                             types=[User, Group, Tag, TagGroup, Identity, Workspace, Activity])

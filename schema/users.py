@@ -10,9 +10,10 @@ from strawberry.types import Info
 from models import db
 from models.permissions import Principal
 from models.profile import PROFILE_FIELDS
-from schema.common import Node, UserError, to_global_id
-from schema.enums import (AccountType, Channel, DuplicatePolicy, FriendVerification, Gender, MessageSettings,
-                          OrderDirection, TagFilterOp, TagSource, TagType, UserOrderField, UserSource)
+from schema.activities import Activity
+from schema.common import Connection, Node, UserError, to_global_id
+from schema.enums import (AccountType, ActivityKind, Channel, DuplicatePolicy, FriendVerification, Gender,
+                          MessageSettings, OrderDirection, TagFilterOp, TagSource, TagType, UserOrderField, UserSource)
 from schema.enums import IdentityType
 from schema.identities import Identity, IdentityInput
 
@@ -116,6 +117,24 @@ class User(Node):
     async def tag(self, info: Info, key: str) -> UserTagValue | None:
         found = await self.tags(info, [key])
         return found[0] if found else None
+
+    @strawberry.field(description="The user's values of the tags shown as user-list columns (workspace settings),"
+                                  " in column order; columns the user has no value for are left out.")
+    async def list_columns(self, info: Info) -> list[UserTagValue]:
+        from resolvers.workspace import user_list_column_keys
+
+        columns = await user_list_column_keys(info.context)
+        values = await self.tags(info, columns) if columns else []
+        by_key = {v.key: v for v in values}
+        return [by_key[key] for key in columns if key in by_key]
+
+    @strawberry.field(description="The user's timeline, newest first: notes, tickets, messages, media and the"
+                                  " changes Roster recorded.")
+    async def activities(self, info: Info, kinds: list[ActivityKind] | None = None, first: int | None = None,
+                         after: str | None = None) -> Connection[Activity]:
+        from resolvers.activities import user_activities
+
+        return await user_activities(info.context, self.pk, kinds, first, after)
 
 
 @strawberry.input

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ def redis_url() -> Any:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    server = embedded.EmbeddedRedis(TEST_DATA / "redis")
+    server = embedded.EmbeddedRedis(TEST_DATA / f"redis-{os.getpid()}")  # one per session: runs may overlap
     yield server.start()
     server.stop()
 
@@ -71,6 +71,7 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 async def clean_tables(app: Any) -> AsyncIterator[None]:
     yield
     await db.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    await app.state.redis.flushdb()  # job ids restart with the tables; arq keeps results for an hour
 
 
 class Api:
@@ -114,3 +115,18 @@ async def other_key(api: Api, role: Role, permissions: list[str] | None = None) 
 @pytest.fixture
 async def api(client: httpx.AsyncClient) -> Api:
     return await make_workspace(client)
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every SQL statement sent through asyncpg while the test runs."""
+    seen: list[str] = []
+    for name in ("fetch", "fetchrow", "fetchval", "execute", "executemany"):
+        original = getattr(asyncpg.connection.Connection, name)
+
+        def counting(self: Any, query: str, *args: Any, __original: Any = original, **kw: Any) -> Any:
+            seen.append(query)
+            return __original(self, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.connection.Connection, name, counting)
+    yield seen

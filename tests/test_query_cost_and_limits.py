@@ -1,10 +1,8 @@
 """No N+1 on a users page, and the request-shape limits (depth, aliases, masking in production)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -17,21 +15,6 @@ PAGE = """query($g: [ID!]) { users(first: 50, filter: {groupIds: $g, tags: [{key
   totalCount edges { cursor node { id username displayName gender memberLevel createdAt lastActivityAt
     identities { type value source encryption } groups { id name memberCount } tags { key values }
     tier: tag(key: "tier") { values } } } pageInfo { hasNextPage endCursor } } }"""
-
-
-@pytest.fixture
-def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every SQL statement sent through asyncpg while the test runs."""
-    seen: list[str] = []
-    for name in ("fetch", "fetchrow", "fetchval", "execute", "executemany"):
-        original = getattr(asyncpg.connection.Connection, name)
-
-        def counting(self: Any, query: str, *args: Any, __original: Any = original, **kw: Any) -> Any:
-            seen.append(query)
-            return __original(self, query, *args, **kw)
-
-        monkeypatch.setattr(asyncpg.connection.Connection, name, counting)
-    yield seen
 
 
 async def test_users_page_with_all_nested_fields_costs_a_constant_number_of_statements(

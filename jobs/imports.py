@@ -1,0 +1,281 @@
+"""The IMPORT job: stream a CSV/XLSX, parse rows under the mapping, ID-map each batch, write it set-based.
+
+Each batch commits in one transaction together with the job's checkpoint, so a retried job (after a
+worker died) resumes at the first uncommitted row: nothing is lost or written twice.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from models import db, resolution
+from models.errors import DomainError
+from models.id_mapping import Person, plan_batch
+from models.identities import IdentityKey
+from models.import_rows import ColumnRule, ParsedRow, RowError, RowSpec, parse_row
+from models.profile import PROFILE_FIELDS
+
+BATCH_SIZE = 5000
+COUNT_KEYS = ("rows", "created", "updated", "merged", "skipped", "failed")
+
+
+@dataclass
+class ImportParams:
+    """What importStart stored in the job's params."""
+
+    upload_file_id: int
+    rules: list[ColumnRule]
+    default_region: str
+    overwrite: bool
+    group_ids: list[int]
+    source: str
+    batch_size: int = BATCH_SIZE
+
+    @classmethod
+    def from_json(cls, params: dict[str, Any]) -> ImportParams:
+        return cls(upload_file_id=params["upload_file_id"], rules=[ColumnRule(**r) for r in params["rules"]],
+                   default_region=params["default_region"], overwrite=params["duplicate_policy"] == "OVERWRITE",
+                   group_ids=params.get("group_ids", []), source=params["source"],
+                   batch_size=params.get("batch_size", BATCH_SIZE))
+
+
+@dataclass
+class BatchResult:
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: list[RowError] = field(default_factory=list)
+
+
+def batches(rows: Iterator[list[str]], start: int, size: int) -> Iterator[tuple[int, list[list[str]]]]:
+    index = start
+    while chunk := list(islice(rows, size)):
+        yield index, chunk
+        index += len(chunk)
+
+
+async def write_batch(workspace_id: int, rows: list[ParsedRow], params: ImportParams, conn: Any,
+                      actor: str) -> BatchResult:
+    """ID-map and write one batch of parsed rows (inside the caller's transaction)."""
+    result = BatchResult()
+    keys = list({k for r in rows for k in r.identities})
+    owners = await resolution.owners(workspace_id, keys, conn)
+    counts = await _identity_counts(workspace_id, set(owners.values()), conn)
+    plan = plan_batch(rows, owners, counts)
+    result.errors += plan.errors
+    people = plan.people
+    if not params.overwrite:  # IGNORE: a contact that already exists stays exactly as it was
+        result.counts["skipped"] += sum(len(p.rows) for p in people if p.existing)
+        people = [p for p in people if not p.existing]
+    for person in people:
+        if len(person.existing) > 1:
+            survivor = await resolution.merge(workspace_id, person.existing, conn, actor=actor)
+            result.counts["merged"] += len(person.existing) - 1
+            person.existing = [survivor]
+    people = await _check_usernames(workspace_id, people, conn, result)
+
+    new = [p for p in people if not p.existing]
+    old = [p for p in people if p.existing]
+    if new:
+        ids = [r[0] for r in await conn.fetch(
+            "SELECT nextval(pg_get_serial_sequence('users', 'id')) FROM generate_series(1, $1)", len(new))]
+        for person, user_id in zip(new, ids, strict=True):
+            person.existing = [user_id]
+        columns = ["id", "workspace_id", "source", "initial_source", "username", *PROFILE_FIELDS]
+        await conn.copy_records_to_table("users", columns=columns, records=[
+            (p.existing[0], workspace_id, "IMPORT", params.source, p.profile.get("username"),
+             *(p.profile.get(f) for f in PROFILE_FIELDS)) for p in new])
+    if old:
+        await _update_profiles(workspace_id, old, params, conn)
+    await _add_identities(workspace_id, people, owners, params.source, conn)
+    await _add_groups(workspace_id, people, params.group_ids, conn)
+    await _set_tags(workspace_id, people, conn)
+    result.counts["created"] += len(new)
+    result.counts["updated"] += len(old)
+    return result
+
+
+async def _identity_counts(workspace_id: int, user_ids: set[int], conn: Any) -> dict[int, Counter[str]]:
+    counts: dict[int, Counter[str]] = {}
+    if user_ids:
+        for r in await conn.fetch(
+                "SELECT user_id, type, count(*) AS n FROM identities WHERE workspace_id = $1"
+                " AND user_id = ANY($2::bigint[]) GROUP BY user_id, type", workspace_id, list(user_ids)):
+            counts.setdefault(r["user_id"], Counter())[r["type"]] = r["n"]
+    return counts
+
+
+async def _check_usernames(workspace_id: int, people: list[Person], conn: Any, result: BatchResult) -> list[Person]:
+    """A username already held by someone else fails the rows; an existing user's username never changes."""
+    wanted = [p.profile["username"] for p in people if p.profile.get("username")]
+    if not wanted:
+        return people
+    holders = {r["username"]: r["id"] for r in await conn.fetch(
+        "SELECT username, id FROM users WHERE workspace_id = $1 AND username = ANY($2::text[])", workspace_id, wanted)}
+    kept, claimed = [], set()
+    for person in people:
+        name = person.profile.get("username")
+        if name:
+            holder = holders.get(name)
+            mine = holder is not None and holder in person.existing
+            if (holder is not None and not mine) or name in claimed:
+                result.errors += [RowError(r.index, "USERNAME_TAKEN", f"username '{name}' belongs to another user")
+                                  for r in person.rows]
+                continue
+            claimed.add(name)
+        kept.append(person)
+    return kept
+
+
+async def _update_profiles(workspace_id: int, people: list[Person], params: ImportParams, conn: Any) -> None:
+    """OVERWRITE: mapped, non-empty cells replace values, except fields locked by a hand edit."""
+    fields = sorted({f for p in people for f in p.profile if f != "username"})
+    await conn.execute("CREATE TEMP TABLE import_updates (LIKE users INCLUDING DEFAULTS) ON COMMIT DROP")
+    await conn.copy_records_to_table("import_updates", columns=["id", "workspace_id", "username", *fields], records=[
+        (p.existing[0], workspace_id, p.profile.get("username"), *(p.profile.get(f) for f in fields)) for p in people])
+    sets = [f"{f} = CASE WHEN s.{f} IS NULL OR u.locked_fields::jsonb ? '{f}' THEN u.{f} ELSE s.{f} END"
+            for f in fields]
+    await conn.execute(
+        f"UPDATE users u SET {', '.join([*sets, 'username = COALESCE(u.username, s.username)'])},"
+        " updated_at = now() FROM import_updates s WHERE u.workspace_id = $1 AND u.id = s.id", workspace_id)
+
+
+async def _add_identities(workspace_id: int, people: list[Person], owners: dict[IdentityKey, int], source: str,
+                          conn: Any) -> None:
+    records = [(workspace_id, p.existing[0], k.type.value, k.channel, k.value, k.encryption.value, source)
+               for p in people for k in p.identities if k not in owners]
+    if not records:
+        return
+    await conn.execute("CREATE TEMP TABLE import_identities (LIKE identities INCLUDING DEFAULTS) ON COMMIT DROP")
+    columns = ["workspace_id", "user_id", "type", "channel", "value", "encryption", "source"]
+    await conn.copy_records_to_table("import_identities", columns=columns, records=records)
+    await conn.execute(
+        f"INSERT INTO identities ({', '.join(columns)}) SELECT {', '.join(columns)} FROM import_identities"
+        " ON CONFLICT (workspace_id, type, channel, value) DO NOTHING")
+
+
+async def _add_groups(workspace_id: int, people: list[Person], group_ids: list[int], conn: Any) -> None:
+    names = sorted({g for p in people for g in p.groups})
+    by_name: dict[str, int] = {}
+    if names:  # a GROUP column names groups; missing ones are created by the import
+        await conn.execute(
+            "INSERT INTO groups (workspace_id, name, source, labels) SELECT $1, n, 'IMPORT', '[]'::jsonb"
+            " FROM unnest($2::text[]) n ON CONFLICT (workspace_id, name) DO NOTHING", workspace_id, names)
+        by_name = {r["name"]: r["id"] for r in await conn.fetch(
+            "SELECT id, name FROM groups WHERE workspace_id = $1 AND name = ANY($2::text[])", workspace_id, names)}
+    users, groups = [], []
+    for person in people:
+        for group_id in {*group_ids, *(by_name[n] for n in person.groups)}:
+            users.append(person.existing[0])
+            groups.append(group_id)
+    if users:
+        await conn.execute(
+            "INSERT INTO group_members (workspace_id, user_id, group_id, source)"
+            " SELECT $1, u, g, 'IMPORT' FROM unnest($2::bigint[], $3::bigint[]) AS x(u, g)"
+            " ON CONFLICT (workspace_id, group_id, user_id) DO NOTHING", workspace_id, users, groups)
+
+
+async def _set_tags(workspace_id: int, people: list[Person], conn: Any) -> None:
+    """Imported tag values replace earlier ones unless a person locked them (KEEP_MANUAL)."""
+    records = [(p.existing[0], tag_id, values) for p in people for tag_id, values in p.tags.items()]
+    if not records:
+        return
+    await conn.execute("CREATE TEMP TABLE import_tags (user_id bigint, tag_id bigint, vals text[]) ON COMMIT DROP")
+    await conn.copy_records_to_table("import_tags", columns=["user_id", "tag_id", "vals"], records=records)
+    await conn.execute(
+        "INSERT INTO user_tags (workspace_id, user_id, tag_id, \"values\", source, locked, updated_at)"
+        " SELECT $1, user_id, tag_id, vals, 'IMPORT', false, now() FROM import_tags"
+        " ON CONFLICT (workspace_id, user_id, tag_id) DO UPDATE SET \"values\" = EXCLUDED.\"values\","
+        " source = 'IMPORT', updated_at = now() WHERE NOT user_tags.locked", workspace_id)
+
+
+def error_lines(errors: list[RowError], cells_by_index: dict[int, list[str]]) -> str:
+    """CSV lines of the error report for a batch: the original row, its row number and the reason."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for error in sorted(errors, key=lambda e: e.index):
+        writer.writerow([*cells_by_index[error.index], error.index + 2, error.code, error.message])
+    return out.getvalue()
+
+
+def error_part(parts_dir: Path, start: int) -> Path:
+    return parts_dir / f"{start:012d}.csv"
+
+
+def assemble_report(parts_dir: Path, columns: list[str], target: Path) -> None:
+    """Concatenate the committed batches' error parts into one CSV (with BOM for Excel)."""
+    with target.open("w", encoding="utf-8-sig", newline="") as out:
+        csv.writer(out).writerow([*columns, "row", "error_code", "error"])
+        for part in sorted(parts_dir.glob("*.csv")):
+            out.write(part.read_text(encoding="utf-8"))
+
+
+
+async def run_import(run: Any) -> Any:
+    """The IMPORT handler (jobs.runner.JobRun -> JobResult); resumes at run.checkpoint."""
+    from jobs.readers import open_table
+    from jobs.runner import JobResult
+    from models.files import create_file, path_of
+
+    params = ImportParams.from_json(run.params)
+    upload = await db.fetchrow("SELECT * FROM files WHERE workspace_id = $1 AND id = $2",
+                               run.workspace_id, params.upload_file_id)
+    if upload is None:
+        raise DomainError("UPLOAD_NOT_FOUND", "the uploaded file is gone")
+    source_path = path_of(upload)
+    table = open_table(source_path, upload["name"])
+    spec = RowSpec(params.rules, params.default_region, params.source)
+    checkpoint = run.checkpoint or {}
+    start = checkpoint.get("next_row", 0)
+    counts: Counter[str] = Counter({k: 0 for k in COUNT_KEYS})
+    counts.update(checkpoint.get("counts", {}))
+    parts_dir = source_path.parent / f"import-{run.id}-errors"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    if start == 0:
+        for part in parts_dir.glob("*.csv"):
+            part.unlink()
+    await run.set_total(sum(1 for _ in open_table(source_path, upload["name"]).rows()))
+
+    for batch_start, cells in batches(table.rows(start), start, params.batch_size):
+        await run.check_cancelled()
+        parsed, errors = [], []
+        for offset, row in enumerate(cells):
+            result = parse_row(batch_start + offset, row, spec)
+            (errors if isinstance(result, RowError) else parsed).append(result)
+        async with db.transaction() as conn:
+            written = await write_batch(run.workspace_id, parsed, params, conn, actor=f"job:{run.id}")
+            errors += written.errors
+            counts.update(written.counts)
+            counts["failed"] += len(errors)
+            counts["rows"] += len(cells)
+            # Written before the commit and named by the batch: a retried batch overwrites its part.
+            part = error_part(parts_dir, batch_start)
+            if errors:
+                part.write_text(error_lines(errors, {batch_start + i: c for i, c in enumerate(cells)}),
+                                encoding="utf-8")
+            else:
+                part.unlink(missing_ok=True)
+            end = batch_start + len(cells)
+            await run.save(conn, checkpoint={"next_row": end, "counts": dict(counts)}, done=end, counts=dict(counts))
+
+    report_id = None
+    if counts["failed"]:
+        report = parts_dir.with_suffix(".csv")
+        assemble_report(parts_dir, table.columns, report)
+        report_id = (await create_file(run.workspace_id, "ERROR_REPORT", f"{Path(upload['name']).stem}-errors.csv",
+                                       report))["id"]
+    return JobResult(counts=dict(counts), error_file_id=report_id)
+
+
+def _register() -> None:
+    from jobs.runner import HANDLERS
+    from models.enums import JobKind
+
+    HANDLERS[JobKind.IMPORT] = run_import
+
+
+_register()
