@@ -49,8 +49,11 @@ class Table(ABC):
 
 def open_table(path: Path, name: str) -> Table:
     """The table in a stored file; DomainError UNSUPPORTED_FILE or INVALID_FILE when it is not one."""
-    with path.open("rb") as f:
-        head = f.read(8)
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise DomainError("NOT_FOUND", f"the stored file '{name}' is gone") from None
     suffix = Path(name).suffix.lower()
     if head.startswith(_ZIP) or head.startswith(_OLE) or suffix in SPREADSHEET_SUFFIXES:
         if not (head.startswith(_ZIP) or head.startswith(_OLE)):
@@ -123,7 +126,11 @@ class CsvTable(Table):
 
 
 def detect_encoding(sample: bytes, complete: bool = False) -> str:
-    """utf-16 (BOM), utf-8-sig (with or without BOM) when the sample is strict UTF-8, else gb18030 (GBK's superset)."""
+    """utf-16 (BOM), utf-8-sig (with or without BOM) when the sample is strict UTF-8, else gb18030 (GBK's superset).
+
+    Bytes past the sample that do not fit the chosen encoding are read as U+FFFD rather than failing an import
+    half-way through.
+    """
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if b"\x00" in sample:

@@ -24,6 +24,7 @@ from arq.worker import Retry, func
 from models import db
 from models.enums import JobKind, JobStatus
 from models.errors import DomainError
+from settings import get_settings
 from models.jobs import RUN_JOB, arq_job_id, enqueue_attempt
 
 logger = logging.getLogger("roster.jobs")
@@ -211,7 +212,7 @@ async def recover_stale_jobs(redis: ArqRedis, stale_after_s: float = STALE_AFTER
 
 async def recover_stale_jobs_cron(ctx: dict[str, Any]) -> list[int]:
     """The worker's periodic recovery (and its startup call): `ctx["redis"]` is arq's pool."""
-    return await recover_stale_jobs(ctx["redis"], STALE_AFTER_S)
+    return await recover_stale_jobs(ctx["redis"], get_settings().job_stale_after_s)
 
 
 # What the worker registers: `run_job` by name, with a long timeout (an attempt is resumable anyway).

@@ -88,8 +88,7 @@ async def store_upload(workspace_id: int, name: str, chunks: AsyncIterator[bytes
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise DomainError("FILE_TOO_LARGE", f"the file is larger than the limit of {_human(limit)}",
-                                      ["file"])
+                    raise too_large(limit)
                 digest.update(chunk)
                 buffer += chunk
                 if len(buffer) >= _WRITE_BUFFER:
@@ -107,6 +106,12 @@ async def store_upload(workspace_id: int, name: str, chunks: AsyncIterator[bytes
     except BaseException:
         target.unlink(missing_ok=True)
         raise
+
+
+async def read_chunks(upload: Any, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    """The bytes of an uploaded (spooled) file, e.g. a Starlette UploadFile, a chunk at a time."""
+    while chunk := await upload.read(size):
+        yield chunk
 
 
 async def create_file(workspace_id: int, kind: str, name: str, path: Path) -> asyncpg.Record:
@@ -148,6 +153,11 @@ async def file_row(workspace_id: int, file_id: int) -> asyncpg.Record | None:
         workspace_id, file_id)
 
 
+def too_large(limit: int | None = None) -> DomainError:
+    limit = settings().max_upload_bytes if limit is None else limit
+    return DomainError("FILE_TOO_LARGE", f"the file is larger than the limit of {_human(limit)}", ["file"])
+
+
 def _human(size: int) -> str:
     if size < 1024 * 1024:
         return f"{size} bytes"
@@ -166,7 +176,7 @@ def download_token(file_id: int, workspace_id: int, expires_in_s: int | None = N
 def verify_token(token: str) -> tuple[int, int]:
     """(file id, workspace id) of a valid, unexpired token; InvalidToken otherwise."""
     payload, _, signature = (token or "").rpartition(".")
-    if not hmac.compare_digest(_sign(payload), signature):
+    if not hmac.compare_digest(_sign(payload).encode(), signature.encode()):
         raise InvalidToken()
     try:
         file_id, workspace_id, expires = (int(p) for p in payload.split("."))

@@ -72,7 +72,7 @@ _ALIASES: dict[tuple[ImportTarget, str | None, IdentityType | None], tuple[str, 
                                 "全名", "联系人", "联系人姓名", "客户姓名", "客户名称", "用户姓名"),
     _plain(ImportTarget.FIRST_NAME): ("firstname", "givenname", "forename", "名"),
     _plain(ImportTarget.LAST_NAME): ("lastname", "surname", "familyname", "姓"),
-    _plain(ImportTarget.USERNAME): ("username", "userid", "login", "account", "用户名", "用户id", "账号", "帐号"),
+    _plain(ImportTarget.USERNAME): ("username", "userid", "login", "用户名", "用户id", "账号", "帐号"),
     _plain(ImportTarget.GROUP): ("group", "groups", "groupname", "usergroup", "分组", "群组", "用户组", "组"),
     _plain(ImportTarget.REGION): ("region", "regioncode", "countrycode", "phoneregion", "区号", "国家代码",
                                   "国家区号", "地区代码", "国家地区代码"),
@@ -93,9 +93,9 @@ _ALIASES: dict[tuple[ImportTarget, str | None, IdentityType | None], tuple[str, 
     _profile("member_level"): ("memberlevel", "membershiplevel", "membership", "会员等级", "会员级别"),
     _profile("level"): ("level", "等级"),
     _profile("avatar_url"): ("avatar", "avatarurl", "头像"),
-    _profile("status_message"): ("statusmessage", "status", "whatsup", "个性签名", "签名"),
+    _profile("status_message"): ("statusmessage", "whatsup", "个性签名", "签名"),
     _profile("role"): ("role", "角色"),
-    _profile("primary_channel"): ("primarychannel", "channel", "首选渠道"),
+    _profile("primary_channel"): ("primarychannel", "首选渠道"),
 }
 _BY_WORD = {word: target for target, words in _ALIASES.items() for word in words}
 _TAG_PREFIXES = ("tag:", "标签:")
@@ -163,7 +163,7 @@ _DATE = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\
                    r"|^\d{1,2}/\d{1,2}/\d{4}$")
 _PHONE = re.compile(r"^\+?[\d\s\-().]{7,24}$")
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-_BOOLEAN = {"true", "false", "yes", "no", "y", "n", "是", "否", "t", "f"}
+_BOOLEAN = {"true", "false", "yes", "no", "y", "n", "是", "否"}
 
 
 def detect_type(values: Sequence[str], threshold: float = 0.8) -> DataType:

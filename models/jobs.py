@@ -87,12 +87,18 @@ async def start_job(workspace_id: int, kind: JobKind, params: dict[str, Any], *,
     With `conn` (the caller's transaction) the worker may pick the attempt up before the commit:
     run_job then retries shortly, and recover_stale_jobs re-queues a job whose attempt was lost.
     """
-    job_id = await db.fetchval(
+    job_id = await insert_job(workspace_id, kind, params, created_by=created_by, conn=conn)
+    await enqueue_attempt(redis, job_id, 1)
+    return job_id
+
+
+async def insert_job(workspace_id: int, kind: JobKind, params: dict[str, Any], *, created_by: str,
+                     conn: Any = None) -> int:
+    """The QUEUED row alone: enqueue_attempt(redis, id, 1) after the caller's transaction commits."""
+    return await db.fetchval(
         "INSERT INTO jobs (workspace_id, kind, status, params, progress_done, counts, attempts, created_by, created_at)"
         " VALUES ($1, $2, 'QUEUED', $3::jsonb, 0, '{}'::jsonb, 0, $4, now()) RETURNING id",
         workspace_id, kind.value, orjson.dumps(params).decode(), created_by, conn=conn)
-    await enqueue_attempt(redis, job_id, 1)
-    return job_id
 
 
 async def job_row(workspace_id: int, job_id: int, conn: Any = None) -> asyncpg.Record | None:

@@ -7,11 +7,13 @@ from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimite
 
 from resolvers import groups, identities, jobs, nodes, tags, users, workspace
 from resolvers import activities, deletion, workspace_settings as settings_resolvers
+from resolvers import imports
 from schema.activities import Activity, ActivityPayload
 from schema.common import Connection, Node
 from schema.deletion import UsersDeletePayload
 from schema.groups import Group, GroupDeletePayload, GroupPayload, GroupsMembershipPayload
 from schema.identities import Identity, IdentityAddPayload, IdentityRemovePayload
+from schema.imports import ImportPreviewPayload, UploadCreatePayload
 from schema.jobs import Job, JobCancelPayload
 from schema.tags import Tag, TagDeletePayload, TagGroup, TagGroupPayload, TagPayload, UsersTagPayload
 from schema.users import ContactsUpsertPayload, User, UserPayload, UsersMergePayload
@@ -63,6 +65,8 @@ class Mutation:
     users_tag: UsersTagPayload = strawberry.mutation(resolver=tags.users_tag)
     users_untag: UsersTagPayload = strawberry.mutation(resolver=tags.users_untag)
     job_cancel: JobCancelPayload = strawberry.mutation(resolver=jobs.job_cancel)
+    upload_create: UploadCreatePayload = strawberry.mutation(resolver=imports.upload_create)
+    import_preview: ImportPreviewPayload = strawberry.mutation(resolver=imports.import_preview)
 
 
 @strawberry.type
