@@ -20,8 +20,8 @@ from models.id_mapping import Person, plan_batch
 from models.identities import IdentityKey
 from models.import_rows import ColumnRule, ParsedRow, RowError, RowSpec, parse_row
 from models.profile import PROFILE_FIELDS
+from settings import get_settings
 
-BATCH_SIZE = 5000
 COUNT_KEYS = ("rows", "created", "updated", "merged", "skipped", "failed")
 
 
@@ -35,14 +35,14 @@ class ImportParams:
     overwrite: bool
     group_ids: list[int]
     source: str
-    batch_size: int = BATCH_SIZE
+    batch_size: int = 5000
 
     @classmethod
     def from_json(cls, params: dict[str, Any]) -> ImportParams:
         return cls(upload_file_id=params["upload_file_id"], rules=[ColumnRule(**r) for r in params["rules"]],
                    default_region=params["default_region"], overwrite=params["duplicate_policy"] == "OVERWRITE",
                    group_ids=params.get("group_ids", []), source=params["source"],
-                   batch_size=params.get("batch_size", BATCH_SIZE))
+                   batch_size=params.get("batch_size") or get_settings().import_batch_size)
 
 
 @dataclass
@@ -231,6 +231,8 @@ async def run_import(run: Any) -> Any:
     spec = RowSpec(params.rules, params.default_region, params.source)
     checkpoint = run.checkpoint or {}
     start = checkpoint.get("next_row", 0)
+    # Pinned by the first attempt: error-report parts are named by batch, so boundaries must not move.
+    batch_size = checkpoint.get("batch_size") or params.batch_size
     counts: Counter[str] = Counter({k: 0 for k in COUNT_KEYS})
     counts.update(checkpoint.get("counts", {}))
     parts_dir = source_path.parent / f"import-{run.id}-errors"
@@ -238,9 +240,10 @@ async def run_import(run: Any) -> Any:
     if start == 0:
         for part in parts_dir.glob("*.csv"):
             part.unlink()
-    await run.set_total(sum(1 for _ in open_table(source_path, upload["name"]).rows()))
+    if not checkpoint:  # a resumed attempt keeps the total the first one counted
+        await run.set_total(sum(1 for _ in table.rows()))
 
-    for batch_start, cells in batches(table.rows(start), start, params.batch_size):
+    for batch_start, cells in batches(table.rows(start), start, batch_size):
         await run.check_cancelled()
         parsed, errors = [], []
         for offset, row in enumerate(cells):
@@ -260,7 +263,8 @@ async def run_import(run: Any) -> Any:
             else:
                 part.unlink(missing_ok=True)
             end = batch_start + len(cells)
-            await run.save(conn, checkpoint={"next_row": end, "counts": dict(counts)}, done=end, counts=dict(counts))
+            await run.save(conn, checkpoint={"next_row": end, "batch_size": batch_size, "counts": dict(counts)},
+                           done=end, counts=dict(counts))
 
     report_id = None
     if counts["failed"]:

@@ -218,5 +218,8 @@ async def recover_stale_jobs_cron(ctx: dict[str, Any]) -> list[int]:
 # What the worker registers: `run_job` by name, with a long timeout (an attempt is resumable anyway).
 RUN_JOB_FUNCTION = func(run_job, name=RUN_JOB, timeout=ATTEMPT_TIMEOUT_S)
 
+# The job kinds register their handlers on import.
+import jobs.imports  # noqa: E402,F401
+
 __all__ = ["HANDLERS", "RUN_JOB_FUNCTION", "Handler", "JobCancelled", "JobResult", "JobRun", "JobSuperseded",
            "recover_stale_jobs", "recover_stale_jobs_cron", "run_job"]

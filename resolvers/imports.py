@@ -2,21 +2,29 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import asyncpg
 import strawberry
 from strawberry.types import Info
 
-from models import files
+from jobs.readers import open_table
+from models import db, files
+from models.enums import GroupSource, JobKind
 from models.errors import DomainError, NotFound
-from models.import_mapping import ColumnMapping, ImportTarget, valid_region
+from models.groups import create_group
+from models.import_mapping import (ColumnMapping, ImportTarget, column_rules, suggest_mapping, valid_region,
+                                   validate_mapping)
+from models.jobs import enqueue_attempt, insert_job, job_row
+from models.users import existing_group_ids
 from models.import_preview import build_preview
 from resolvers.context import Context
 from resolvers.workspace import default_region
-from schema.common import UserError, from_global_id
+from schema.common import UserError, from_global_id, pks
+from schema.groups import Group
 from schema.imports import (ColumnMappingInput, ImportPreview, ImportPreviewInput, ImportPreviewPayload,
-                            UploadCreateInput, UploadCreatePayload)
-from schema.jobs import File
+                            ImportStartInput, ImportStartPayload, UploadCreateInput, UploadCreatePayload)
+from schema.jobs import File, Job
 
 
 async def upload_create(info: Info, input: UploadCreateInput) -> UploadCreatePayload:
@@ -68,3 +76,57 @@ def mapping_from_input(inputs: list[ColumnMappingInput]) -> list[ColumnMapping]:
 
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+async def import_start(info: Info, input: ImportStartInput) -> ImportStartPayload:
+    """Validate the mapping and groups now (userErrors), then run the import as a background job."""
+    ctx: Context = info.context
+    ctx.require("imports:write")
+    try:
+        upload = await upload_row(ctx, input.upload_id)
+        region = await region_input(ctx, input.default_region)
+        table = await asyncio.to_thread(open_table, files.path_of(upload), upload["name"])
+        tags = await ctx.loaders.tag_definitions()
+        if input.mapping is not None:
+            mapping = mapping_from_input(input.mapping)
+        else:
+            mapping = suggest_mapping(table.columns, tags=tags)
+        errors = validate_mapping(mapping, table.columns, tags) + _unmapped(mapping, table.columns,
+                                                                           explicit=input.mapping is not None)
+        group_ids = pks(input.group_ids, "Group", ["groupIds"]) or []
+        if not group_ids and input.new_group is None and not any(m.target is ImportTarget.GROUP for m in mapping):
+            errors.append(DomainError("GROUP_REQUIRED", "imported contacts must be associated with at least one "
+                                      "group: give groupIds, newGroup or a GROUP column", ["groupIds"]))
+        if errors:
+            return ImportStartPayload(user_errors=[UserError.of(e) for e in errors])
+        source = (input.source or upload["name"]).strip()[:200] or upload["name"]
+        async with db.transaction() as conn:
+            if group_ids:
+                await existing_group_ids(ctx.workspace_id, group_ids, conn)
+            group = None
+            if input.new_group is not None:
+                group = await create_group(ctx.workspace_id, input.new_group.name, input.new_group.description,
+                                           input.new_group.labels, actor=ctx.principal.actor, conn=conn,
+                                           source=GroupSource.IMPORT, field=["newGroup", "name"])
+                group_ids.append(group["id"])
+            params = {"upload_file_id": upload["id"], "file_name": upload["name"], "default_region": region,
+                      "duplicate_policy": input.duplicate_policy.value, "group_ids": group_ids, "source": source,
+                      "rules": [dataclasses.asdict(r) for r in column_rules(mapping, tags)]}
+            job_id = await insert_job(ctx.workspace_id, JobKind.IMPORT, params, created_by=ctx.principal.actor,
+                                      conn=conn)
+    except DomainError as exc:
+        return ImportStartPayload(user_errors=[UserError.of(exc)])
+    await enqueue_attempt(info.context.request.app.state.redis, job_id, 1)  # after the commit: the row exists
+    return ImportStartPayload(job=Job.from_row(await job_row(ctx.workspace_id, job_id)),
+                              group=Group.from_row(group) if group else None)
+
+
+def _unmapped(mapping: list[ColumnMapping], columns: list[str], *, explicit: bool) -> list[DomainError]:
+    """A column is dropped only when the caller says IGNORE: unmapped (or only suggested-ignored) ones are errors."""
+    covered = {m.column for m in mapping if explicit or m.target is not ImportTarget.IGNORE}
+    missing = [i for i, name in enumerate(columns) if i not in covered and name.strip()]
+    if not missing:
+        return []
+    names = ", ".join(f"{i} ({columns[i]})" for i in missing[:20])
+    return [DomainError("UNMAPPED_COLUMN", f"map these columns, or map them to IGNORE to drop them: {names}",
+                        ["mapping"])]

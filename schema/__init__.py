@@ -13,7 +13,7 @@ from schema.common import Connection, Node
 from schema.deletion import UsersDeletePayload
 from schema.groups import Group, GroupDeletePayload, GroupPayload, GroupsMembershipPayload
 from schema.identities import Identity, IdentityAddPayload, IdentityRemovePayload
-from schema.imports import ImportPreviewPayload, UploadCreatePayload
+from schema.imports import ImportPreviewPayload, ImportStartPayload, UploadCreatePayload
 from schema.jobs import Job, JobCancelPayload
 from schema.tags import Tag, TagDeletePayload, TagGroup, TagGroupPayload, TagPayload, UsersTagPayload
 from schema.users import ContactsUpsertPayload, User, UserPayload, UsersMergePayload
@@ -67,6 +67,7 @@ class Mutation:
     job_cancel: JobCancelPayload = strawberry.mutation(resolver=jobs.job_cancel)
     upload_create: UploadCreatePayload = strawberry.mutation(resolver=imports.upload_create)
     import_preview: ImportPreviewPayload = strawberry.mutation(resolver=imports.import_preview)
+    import_start: ImportStartPayload = strawberry.mutation(resolver=imports.import_start)
 
 
 @strawberry.type

@@ -7,8 +7,9 @@ from strawberry.file_uploads import Upload
 from models import import_mapping
 from models.import_preview import Preview
 from schema.common import UserError
-from schema.enums import IdentityType
-from schema.jobs import File
+from schema.enums import DuplicatePolicy, IdentityType
+from schema.groups import Group
+from schema.jobs import File, Job
 
 ImportTarget = strawberry.enum(import_mapping.ImportTarget, description=(
     "What a file column fills: NAME (display name), FIRST_NAME, LAST_NAME, USERNAME, PROFILE (+ field), "
@@ -133,4 +134,37 @@ class UploadCreateInput:
 @strawberry.type
 class UploadCreatePayload:
     upload: File | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="A new group the import creates and puts every imported contact in.")
+class ImportGroupInput:
+    name: str
+    description: str | None = None
+    labels: list[str] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class ImportStartInput:
+    upload_id: strawberry.ID
+    mapping: list[ColumnMappingInput] | None = strawberry.field(
+        default=None, description="One entry per column of the file (IGNORE drops a column). Default: the "
+        "suggested mapping, accepted only when it leaves no column unmapped.")
+    default_region: str | None = strawberry.field(
+        default=None, description="The region of phones written without a country code (default: the workspace's).")
+    duplicate_policy: DuplicatePolicy = strawberry.field(  # type: ignore[valid-type]
+        default=DuplicatePolicy.OVERWRITE,
+        description="OVERWRITE: existing contacts take the file's values (except fields edited by hand); "
+        "IGNORE: existing contacts stay exactly as they are.")
+    group_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
+    new_group: ImportGroupInput | None = None
+    source: str | None = strawberry.field(
+        default=None, description="The source name recorded as initialSource and identity source (default: the "
+        "file name).")
+
+
+@strawberry.type
+class ImportStartPayload:
+    job: Job | None = None
+    group: Group | None = strawberry.field(default=None, description="The group created by `newGroup`.")
     user_errors: list[UserError] = strawberry.field(default_factory=list)
