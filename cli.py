@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import embedded
@@ -210,6 +212,41 @@ def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Import a CSV/XLSX file into a workspace here and now, with a progress bar."""
+    from jobs.import_command import ImportRefused, import_file
+    from models.errors import DomainError
+
+    database_url, _ = resolve_database_url(settings)
+
+    async def run() -> dict[str, Any]:
+        from models import files
+
+        files.configure(settings)
+        return await import_file(args.workspace, Path(args.file), map_spec=args.map, groups=args.group or [],
+                                 new_group=args.new_group, overwrite=args.duplicate_policy == "OVERWRITE",
+                                 region=args.region, source=args.source)
+
+    if not Path(args.file).is_file():
+        print(f"roster: no such file: {args.file}", file=sys.stderr)
+        return 1
+    try:
+        job = asyncio.run(_with_orm(database_url, run))
+    except ImportRefused as exc:
+        for error in exc.errors:
+            print(f"roster: {error.code}: {error.message}", file=sys.stderr)
+        return 2
+    except DomainError as exc:
+        print(f"roster: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    counts = json.loads(job["counts"]) if isinstance(job["counts"], str) else job["counts"]
+    print(f"job {job['id']} {job['status']}: " + ", ".join(f"{k} {v}" for k, v in sorted((counts or {}).items())))
+    if job["status"] != "SUCCEEDED":
+        print(f"roster: {job['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -246,6 +283,18 @@ def build_parser() -> argparse.ArgumentParser:
     key_create.add_argument("--permission", action="append", metavar="P",
                             help="extra permission, e.g. identity:PHONE:read (repeatable)")
     key_create.set_defaults(func=cmd_apikey_create)
+
+    imp = commands.add_parser("import", help="import a CSV/XLSX file of contacts (with a progress bar)")
+    imp.add_argument("file")
+    imp.add_argument("--workspace", type=int, default=1, help="workspace id (default 1)")
+    imp.add_argument("--map", help="column mapping, e.g. '0=NAME,phone=IDENTITY:PHONE,tier=TAG:tier,3=IGNORE'"
+                                   " (default: the suggested mapping, if it covers every column)")
+    imp.add_argument("--group", action="append", metavar="NAME", help="existing group to add contacts to (repeatable)")
+    imp.add_argument("--new-group", metavar="NAME", help="create this group and add the contacts to it")
+    imp.add_argument("--duplicate-policy", choices=["OVERWRITE", "IGNORE"], default="OVERWRITE", type=str.upper)
+    imp.add_argument("--region", help="region of phones without a country code (default: the workspace's)")
+    imp.add_argument("--source", help="source name recorded on the contacts (default: the file name)")
+    imp.set_defaults(func=cmd_import)
     return parser
 
 

@@ -227,6 +227,18 @@ def validate_mapping(mapping: Sequence[ColumnMapping], columns: Sequence[str],
     return errors
 
 
+def unmapped_columns(mapping: Sequence[ColumnMapping], columns: Sequence[str], *, explicit: bool) -> list[DomainError]:
+    """A column is dropped only when the caller says IGNORE: an unmapped one (or, for a suggested mapping,
+    one only suggested to be ignored) is an error, never a silent loss."""
+    covered = {m.column for m in mapping if explicit or m.target is not ImportTarget.IGNORE}
+    missing = [i for i, name in enumerate(columns) if i not in covered and name.strip()]
+    if not missing:
+        return []
+    names = ", ".join(f"{i} ({columns[i]})" for i in missing[:20])
+    return [DomainError("UNMAPPED_COLUMN", f"map these columns, or map them to IGNORE to drop them: {names}",
+                        ["mapping"])]
+
+
 def _is_name(m: ColumnMapping) -> bool:
     return m.target in (ImportTarget.NAME, ImportTarget.FIRST_NAME) or (
         m.target is ImportTarget.PROFILE and m.field in ("display_name", "first_name"))

@@ -14,7 +14,7 @@ from models.enums import GroupSource, JobKind
 from models.errors import DomainError, NotFound
 from models.groups import create_group
 from models.import_mapping import (ColumnMapping, ImportTarget, column_rules, suggest_mapping, valid_region,
-                                   validate_mapping)
+                                   unmapped_columns, validate_mapping)
 from models.jobs import enqueue_attempt, insert_job, job_row
 from models.users import existing_group_ids
 from models.import_preview import build_preview
@@ -91,7 +91,7 @@ async def import_start(info: Info, input: ImportStartInput) -> ImportStartPayloa
             mapping = mapping_from_input(input.mapping)
         else:
             mapping = suggest_mapping(table.columns, tags=tags)
-        errors = validate_mapping(mapping, table.columns, tags) + _unmapped(mapping, table.columns,
+        errors = validate_mapping(mapping, table.columns, tags) + unmapped_columns(mapping, table.columns,
                                                                            explicit=input.mapping is not None)
         group_ids = pks(input.group_ids, "Group", ["groupIds"]) or []
         if not group_ids and input.new_group is None and not any(m.target is ImportTarget.GROUP for m in mapping):
@@ -120,13 +120,3 @@ async def import_start(info: Info, input: ImportStartInput) -> ImportStartPayloa
     return ImportStartPayload(job=Job.from_row(await job_row(ctx.workspace_id, job_id)),
                               group=Group.from_row(group) if group else None)
 
-
-def _unmapped(mapping: list[ColumnMapping], columns: list[str], *, explicit: bool) -> list[DomainError]:
-    """A column is dropped only when the caller says IGNORE: unmapped (or only suggested-ignored) ones are errors."""
-    covered = {m.column for m in mapping if explicit or m.target is not ImportTarget.IGNORE}
-    missing = [i for i, name in enumerate(columns) if i not in covered and name.strip()]
-    if not missing:
-        return []
-    names = ", ".join(f"{i} ({columns[i]})" for i in missing[:20])
-    return [DomainError("UNMAPPED_COLUMN", f"map these columns, or map them to IGNORE to drop them: {names}",
-                        ["mapping"])]

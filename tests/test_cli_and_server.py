@@ -24,6 +24,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker
 
 from jobs.worker import CRON_JOBS, WorkerSettings, purge_expired_files, worker_settings
+from models import db
 from models.enums import Role
 from models.jobs import File
 from models.workspaces import Workspace, create_api_key, create_workspace
@@ -240,3 +241,26 @@ async def test_roster_worker_needs_a_shared_redis(app: Any, database_url: str, t
 async def test_roster_migrate_is_idempotent(app: Any, database_url: str, redis_url: str, tmp_path: Path) -> None:
     code, out, err = await roster("migrate", env=roster_env(database_url, redis_url, tmp_path))
     assert (code, out.strip()) == (0, "migrations applied"), err
+
+
+async def test_roster_import_loads_a_file_with_progress_and_reports_counts(
+        app: Any, database_url: str, redis_url: str, tmp_path: Path) -> None:
+    workspace = await create_workspace("Cli import", default_region="CN")
+    await db.execute("INSERT INTO groups (workspace_id, name, labels, source) VALUES ($1, 'Leads', '[]', 'MANUAL')",
+                     workspace.id)
+    path = tmp_path / "people.csv"
+    path.write_text("name,phone,city\nLi,13011110001,Beijing\nBad,12,\nSam,+14155552671,NYC\n", encoding="utf-8")
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "data")}
+    env.pop("XDG_RUNTIME_DIR", None)
+    done = subprocess.run([*ROSTER, "import", str(path), "--workspace", str(workspace.id), "--group", "Leads",
+                           "--map", "name=NAME,phone=IDENTITY:PHONE,city=PROFILE:city"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "created 2" in done.stdout and "failed 1" in done.stdout
+    assert "100.0%" in done.stderr  # the progress bar reached the end
+    rows = await db.fetch("SELECT u.display_name, u.city FROM users u JOIN group_members m ON m.user_id = u.id"
+                          " WHERE u.workspace_id = $1 ORDER BY u.id", workspace.id)
+    assert [(r["display_name"], r["city"]) for r in rows] == [("Li", "Beijing"), ("Sam", "NYC")]
+    refused = subprocess.run([*ROSTER, "import", str(path), "--workspace", str(workspace.id)],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "GROUP_REQUIRED" in refused.stderr
