@@ -5,8 +5,14 @@ worker died) resumes at the first uncommitted row: nothing is lost or written tw
 """
 from __future__ import annotations
 
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
 import csv
 import io
+import itertools
+import multiprocessing
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -193,6 +199,29 @@ async def _set_tags(workspace_id: int, people: list[Person], conn: Any) -> None:
         " source = 'IMPORT', updated_at = now() WHERE NOT user_tags.locked", workspace_id)
 
 
+PARSE_AHEAD = 3  # batches parsed ahead of the writer (bounded: memory stays constant)
+
+
+def parse_batch(start: int, cells: list[list[str]], spec: RowSpec) -> tuple[list[ParsedRow], list[RowError]]:
+    """Parse one batch (runs in a worker process)."""
+    parsed, errors = [], []
+    for offset, row in enumerate(cells):
+        result = parse_row(start + offset, row, spec)
+        (errors if isinstance(result, RowError) else parsed).append(result)
+    return parsed, errors
+
+
+@contextlib.contextmanager
+def _parse_pool() -> Iterator[concurrent.futures.Executor]:
+    workers = get_settings().import_parse_workers
+    if workers <= 0:  # parse in a thread of this process (small machines, tests)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            yield pool
+        return
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield pool
+
+
 def error_lines(errors: list[RowError], cells_by_index: dict[int, list[str]]) -> str:
     """CSV lines of the error report for a batch: the original row, its row number and the reason."""
     out = io.StringIO()
@@ -243,28 +272,37 @@ async def run_import(run: Any) -> Any:
     if not checkpoint:  # a resumed attempt keeps the total the first one counted
         await run.set_total(sum(1 for _ in table.rows()))
 
-    for batch_start, cells in batches(table.rows(start), start, batch_size):
-        await run.check_cancelled()
-        parsed, errors = [], []
-        for offset, row in enumerate(cells):
-            result = parse_row(batch_start + offset, row, spec)
-            (errors if isinstance(result, RowError) else parsed).append(result)
-        async with db.transaction() as conn:
-            written = await write_batch(run.workspace_id, parsed, params, conn, actor=f"job:{run.id}")
-            errors += written.errors
-            counts.update(written.counts)
-            counts["failed"] += len(errors)
-            counts["rows"] += len(cells)
-            # Written before the commit and named by the batch: a retried batch overwrites its part.
-            part = error_part(parts_dir, batch_start)
-            if errors:
-                part.write_text(error_lines(errors, {batch_start + i: c for i, c in enumerate(cells)}),
-                                encoding="utf-8")
-            else:
-                part.unlink(missing_ok=True)
-            end = batch_start + len(cells)
-            await run.save(conn, checkpoint={"next_row": end, "batch_size": batch_size, "counts": dict(counts)},
-                           done=end, counts=dict(counts))
+    # Parsing (phones, emails, tags) is CPU work: worker processes parse batch N+1 while this process
+    # writes batch N, so both cores are busy and the database never waits for Python.
+    loop = asyncio.get_running_loop()
+    with _parse_pool() as pool:
+        pending: collections.deque[tuple[int, list[list[str]], asyncio.Future[Any]]] = collections.deque()
+        source = batches(table.rows(start), start, batch_size)
+        for batch_start, cells in itertools.islice(source, PARSE_AHEAD):
+            pending.append((batch_start, cells, loop.run_in_executor(pool, parse_batch, batch_start, cells, spec)))
+        while pending:
+            batch_start, cells, future = pending.popleft()
+            parsed, errors = await future
+            for next_start, next_cells in itertools.islice(source, 1):
+                pending.append((next_start, next_cells,
+                                loop.run_in_executor(pool, parse_batch, next_start, next_cells, spec)))
+            await run.check_cancelled()
+            async with db.transaction() as conn:
+                written = await write_batch(run.workspace_id, parsed, params, conn, actor=f"job:{run.id}")
+                errors += written.errors
+                counts.update(written.counts)
+                counts["failed"] += len(errors)
+                counts["rows"] += len(cells)
+                # Written before the commit and named by the batch: a retried batch overwrites its part.
+                part = error_part(parts_dir, batch_start)
+                if errors:
+                    part.write_text(error_lines(errors, {batch_start + i: c for i, c in enumerate(cells)}),
+                                    encoding="utf-8")
+                else:
+                    part.unlink(missing_ok=True)
+                end = batch_start + len(cells)
+                await run.save(conn, checkpoint={"next_row": end, "batch_size": batch_size, "counts": dict(counts)},
+                               done=end, counts=dict(counts))
 
     report_id = None
     if counts["failed"]:
