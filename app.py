@@ -1,6 +1,7 @@
 """The Starlette application: GraphQL (+ GraphiQL) at /graphql, health, auth and request limits."""
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -215,6 +216,10 @@ def create_app(database_url: str, redis_url: str, settings: Settings | None = No
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with RegisterTortoise(app, config=db.tortoise_config(database_url, settings.db_pool_max)):
             app.state.redis = await create_pool(RedisSettings.from_dsn(redis_url))
+            # Everything loaded so far (schema, models, modules) lives for the process: keep it out of
+            # the collector's way, which otherwise spends 100 ms pauses re-scanning it under load.
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:

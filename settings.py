@@ -26,7 +26,6 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_tokens: int = 5000
     default_phone_region: str = "US"
-    max_identities_per_type: int = 5
     db_pool_max: int = 10
     import_batch_size: int = 5000  # rows per committed batch (and per checkpoint) of an import
     import_parse_workers: int = 0  # processes parsing import rows ahead of the writer (0: one thread)

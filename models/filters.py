@@ -37,13 +37,25 @@ class UserFilterSpec:
 class SqlBuilder:
     """Collects positional arguments ($1 is always the workspace id)."""
 
-    def __init__(self, workspace_id: int) -> None:
+    def __init__(self, workspace_id: int, id_bound: tuple[str, int] | None = None) -> None:
         self.args: list[Any] = [workspace_id]
         self.where: list[str] = ["u.workspace_id = $1"]
+        self._id_bound = id_bound
+        self._id_bound_sql: str | None = None
 
     def arg(self, value: Any) -> str:
         self.args.append(value)
         return f"${len(self.args)}"
+
+    def bounded(self, column: str) -> str:
+        """` AND <column> < $k` for a keyset page ordered by id: the planner cannot push the page's
+        `u.id < $k` into EXISTS subqueries by itself, so their index scans would start at the top."""
+        if self._id_bound is None:
+            return ""
+        op, value = self._id_bound
+        if self._id_bound_sql is None:
+            self._id_bound_sql = f"{op} {self.arg(value)}::bigint"
+        return f" AND {column} {self._id_bound_sql}"
 
 
 def compile_filter(spec: UserFilterSpec | None, b: SqlBuilder, tags_by_key: dict[str, dict[str, Any]],
@@ -58,7 +70,7 @@ def compile_filter(spec: UserFilterSpec | None, b: SqlBuilder, tags_by_key: dict
         w.append(_query_condition(spec.query.strip(), b, default_region))
     if spec.group_ids is not None:
         w.append("EXISTS (SELECT 1 FROM group_members gm WHERE gm.workspace_id = $1 AND gm.user_id = u.id"
-                 f" AND gm.group_id = ANY({b.arg(spec.group_ids)}::bigint[]))")
+                 f" AND gm.group_id = ANY({b.arg(spec.group_ids)}::bigint[]){b.bounded('gm.user_id')})")
     if spec.not_in_group_ids:
         w.append("NOT EXISTS (SELECT 1 FROM group_members gm WHERE gm.workspace_id = $1 AND gm.user_id = u.id"
                  f" AND gm.group_id = ANY({b.arg(spec.not_in_group_ids)}::bigint[]))")
@@ -97,10 +109,11 @@ def _tag_condition(cond: TagCondition, i: int, b: SqlBuilder, tags_by_key: dict[
     if tag is None:
         raise DomainError("UNKNOWN_TAG", f"no tag with key '{cond.key}'", [*field_path, "key"])
     exists = f"EXISTS (SELECT 1 FROM user_tags ut WHERE ut.workspace_id = $1 AND ut.user_id = u.id AND ut.tag_id = {b.arg(tag['id'])}"
-    if cond.op == "EXISTS":
-        return exists + ")"
     if cond.op == "MISSING":
         return "NOT " + exists + ")"
+    exists += b.bounded("ut.user_id")
+    if cond.op == "EXISTS":
+        return exists + ")"
     # Each value is checked (and canonicalised) on its own: IN ["gold", "silver"] on a TEXT tag is fine.
     values = [validate(tag, [v], [*field_path, "values"])[0] for v in cond.values]
     if not values:

@@ -10,7 +10,7 @@ from models.enums import ActivityKind as ActivityKindEnum
 from models.errors import DomainError
 from resolvers.context import BadRequest, Context
 from schema.activities import Activity, ActivityPayload, ActivityRecordInput, NoteAddInput
-from schema.common import Connection, Edge, PageInfo, UserError, decode_cursor, encode_cursor, from_global_id, page_size
+from schema.common import Connection, Edge, UserError, decode_cursor, encode_cursor, from_global_id, page, page_size
 from schema.enums import ActivityKind
 
 
@@ -64,9 +64,7 @@ async def user_activities(ctx: Context, user_id: int, kinds: list[ActivityKind] 
     async def count() -> int:
         return await timeline.count(ctx.workspace_id, user_id, wanted)
 
-    return Connection(edges=edges, _count=count, page_info=PageInfo(
-        has_next_page=len(rows) > limit, has_previous_page=after is not None,
-        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+    return page(edges, has_more=len(rows) > limit, after=after, count=count)
 
 
 def _cursor(after: str) -> tuple[dt.datetime, int]:

@@ -14,8 +14,8 @@ from models.memberships import MembershipChange
 from models.users import existing_group_ids
 from resolvers.context import BadRequest, Context
 from resolvers.selection import selected_ids_sql, selection
-from schema.common import (Connection, Edge, PageInfo, UserError, decode_cursor, encode_cursor, from_global_id,
-                           page_size, pks, to_global_id)
+from schema.common import (Connection, Edge, UserError, decode_cursor, encode_cursor, from_global_id, page, page_size,
+                           pks, to_global_id)
 from schema.groups import (AssociationMethod, Group, GroupCreateInput, GroupDeleteInput, GroupDeletePayload,
                            GroupPayload, GroupsAssociateInput, GroupsChangeInput, GroupsMembershipPayload,
                            GroupsRemoveUsersInput, GroupUpdateInput)
@@ -57,9 +57,7 @@ async def groups(info: Info, query: str | None = None, first: int | None = None,
     async def count() -> int:
         return await db.fetchval(f"SELECT count(*) FROM groups WHERE {' AND '.join(count_where)}", *count_args)
 
-    return Connection(edges=edges, _count=count, page_info=PageInfo(
-        has_next_page=len(rows) > limit, has_previous_page=after is not None,
-        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+    return page(edges, has_more=len(rows) > limit, after=after, count=count)
 
 
 async def group_create(info: Info, input: GroupCreateInput) -> GroupPayload:

@@ -11,7 +11,7 @@ from models import jobs as jobs_domain
 from models.enums import JobKind as JobKindEnum, JobStatus as JobStatusEnum
 from models.errors import DomainError, NotFound
 from resolvers.context import BadRequest, Context
-from schema.common import Connection, Edge, PageInfo, UserError, decode_cursor, encode_cursor, from_global_id, page_size
+from schema.common import Connection, Edge, UserError, decode_cursor, encode_cursor, from_global_id, page, page_size
 from schema.jobs import Job, JobCancelInput, JobCancelPayload, JobKind, JobStatus
 
 # How often jobProgress looks at the job's row (progress lives in the row, so late subscribers see it too).
@@ -51,9 +51,7 @@ async def jobs(info: Info, kinds: list[JobKind] | None = None, statuses: list[Jo
     async def count() -> int:
         return await jobs_domain.count_jobs(ctx.workspace_id, kinds=kind_values, statuses=status_values)
 
-    return Connection(edges=edges, _count=count, page_info=PageInfo(
-        has_next_page=len(rows) > limit, has_previous_page=after is not None,
-        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+    return page(edges, has_more=len(rows) > limit, after=after, count=count)
 
 
 async def job_cancel(info: Info, input: JobCancelInput) -> JobCancelPayload:

@@ -18,8 +18,8 @@ from models.profile import PROFILE_FIELDS
 from models.tag_values import validate
 from resolvers.context import BadRequest, Context
 from resolvers.workspace import default_region
-from schema.common import (Connection, Edge, PageInfo, UserError, decode_cursor, encode_cursor, from_global_id,
-                           page_size, pks, to_global_id)
+from schema.common import (Connection, Edge, UserError, decode_cursor, encode_cursor, from_global_id, page, page_size,
+                           pks, to_global_id)
 from schema.enums import DuplicatePolicy, IdentityType, OrderDirection, UserOrderField
 from schema.identities import IdentityInput
 from schema.users import (ContactsUpsertInput, ContactsUpsertPayload, ProfileInput, TagValueInput, User,
@@ -72,10 +72,10 @@ async def filter_spec(ctx: Context, f: UserFilter | None) -> UserFilterSpec | No
         last_activity_after=f.last_activity_after, last_activity_before=f.last_activity_before)
 
 
-async def compiled_filter(ctx: Context, f: UserFilter | None) -> SqlBuilder:
+async def compiled_filter(ctx: Context, f: UserFilter | None, id_bound: tuple[str, int] | None = None) -> SqlBuilder:
     """The filter as SQL over `users u`, shared by the list and by batch operations."""
     spec = await filter_spec(ctx, f)
-    b = SqlBuilder(ctx.workspace_id)
+    b = SqlBuilder(ctx.workspace_id, id_bound)
     tag_defs = await ctx.loaders.tag_definitions() if spec and spec.tags else {}
     compile_filter(spec, b, tag_defs, await default_region(ctx) if spec and spec.query else "US")
     return b
@@ -87,32 +87,37 @@ async def users(info: Info, filter: UserFilter | None = None, first: int | None 
     ctx.require("users:read")
     try:
         limit = page_size(first)
-        b = await compiled_filter(ctx, filter)
-        count_where, count_args = list(b.where), list(b.args)
         order = order_by or UserOrder()
         expr, cast = ORDER_COLUMNS[order.field.value], _CURSOR_CASTS[order.field.value]
         desc = order.direction is OrderDirection.DESC
-        if after:
-            value, last_id = _cursor(after)
-            b.where.append(f"({expr}, u.id) {'<' if desc else '>'} ({b.arg(value)}::text::{cast}, {b.arg(last_id)}::bigint)")
+        cursor = _cursor(after) if after else None
+        by_id = order.field is UserOrderField.ID
+        counted = await compiled_filter(ctx, filter)
+        count_where, count_args = list(counted.where), list(counted.args)
+        op = "<" if desc else ">"
+        if cursor and by_id:  # the bound also goes into the filter's EXISTS subqueries (see SqlBuilder.bounded)
+            b = await compiled_filter(ctx, filter, (op, cursor[1]))
+            b.where.append(f"u.id {op} {b.arg(cursor[1])}::bigint")
+        else:
+            b = counted
+            if cursor:
+                b.where.append(f"({expr}, u.id) {op} ({b.arg(cursor[0])}::text::{cast}, {b.arg(cursor[1])}::bigint)")
     except DomainError as exc:
         raise BadRequest(exc) from None
     direction = "DESC" if desc else "ASC"
     rows = await db.fetch(
         f"SELECT u.*, ({expr})::text AS sort_key FROM users u WHERE {' AND '.join(b.where)}"
         f" ORDER BY {expr} {direction}{'' if expr == 'u.id' else f', u.id {direction}'} LIMIT {limit + 1}", *b.args)
-    page = rows[:limit]
-    for row in page:  # prime the loader so node(id) / user(id) in the same request hit no SQL
+    shown = rows[:limit]
+    for row in shown:  # prime the loader so node(id) / user(id) in the same request hit no SQL
         ctx.loaders.user.prime(row["id"], row)
     edges = [Edge(cursor=encode_cursor([r["sort_key"], r["id"]]), node=User.from_row(r, ctx.principal))
-             for r in page]
+             for r in shown]
 
     async def count() -> int:
         return await db.fetchval(f"SELECT count(*) FROM users u WHERE {' AND '.join(count_where)}", *count_args)
 
-    return Connection(edges=edges, _count=count, page_info=PageInfo(
-        has_next_page=len(rows) > limit, has_previous_page=after is not None,
-        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
+    return page(edges, has_more=len(rows) > limit, after=after, count=count)
 
 
 def _cursor(after: str) -> tuple[str, int]:

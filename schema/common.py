@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import orjson
@@ -79,6 +80,14 @@ class Connection(Generic[T]):
     @strawberry.field
     def nodes(self) -> list[T]:
         return [e.node for e in self.edges]
+
+
+def page(edges: list[Edge[T]], *, has_more: bool, after: str | None,
+         count: Callable[[], Awaitable[int]]) -> Connection[T]:
+    """A keyset page: `has_more` when the query found a row past the page (it fetches limit + 1)."""
+    return Connection(edges=edges, _count=count, page_info=PageInfo(
+        has_next_page=has_more, has_previous_page=after is not None,
+        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None))
 
 
 def encode_cursor(values: list[object]) -> str:

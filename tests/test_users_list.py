@@ -98,3 +98,27 @@ async def test_bad_filter_arguments_are_clear_errors(api: Api) -> None:
     assert body["errors"][0]["extensions"]["code"] == "INVALID_PAGE_SIZE"
     body = await api.raw(LIST, {"filter": {"groupIds": ["not-an-id"]}})
     assert body["errors"][0]["extensions"]["code"] == "INVALID_ID"
+
+
+async def test_pages_filtered_by_group_and_tag_walk_every_match_once(api: Api) -> None:
+    vip = await f.group(api, "VIP")
+    await f.tag(api, "tier")
+    expected = []
+    for i in range(9):
+        in_group = i % 3 != 0
+        tier = "gold" if i % 2 else "silver"
+        await f.user(api, f"u{i}", groupIds=[vip["id"]] if in_group else [], tags=[{"key": "tier", "values": [tier]}])
+        if in_group and tier == "gold":
+            expected.append(f"u{i}")
+    flt = {"groupIds": [vip["id"]], "tags": [{"key": "tier", "op": "IN", "values": ["gold"]}]}
+    for direction in ("ASC", "DESC"):
+        seen, after = [], None
+        while True:
+            page = (await api(LIST, filter=flt, first=1, after=after,
+                              orderBy={"field": "ID", "direction": direction}))["users"]
+            assert page["totalCount"] == len(expected)
+            seen += [e["node"]["username"] for e in page["edges"]]
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+        assert seen == (expected if direction == "ASC" else expected[::-1])
