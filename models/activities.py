@@ -10,7 +10,8 @@ from models.enums import ActivityKind
 
 class Activity(Model):
     id = fields.BigIntField(primary_key=True)
-    workspace = fields.ForeignKeyField("models.Workspace", related_name=False, on_delete=fields.CASCADE)
+    workspace = fields.ForeignKeyField("models.Workspace", related_name=False, on_delete=fields.CASCADE,
+                                       db_constraint=False)  # hot child table: user_id's FK suffices
     workspace_id: int
     user = fields.ForeignKeyField("models.User", related_name="activities", on_delete=fields.CASCADE)
     user_id: int

@@ -32,7 +32,8 @@ class Group(Model):
 
 class GroupMember(Model):
     id = fields.BigIntField(primary_key=True)
-    workspace = fields.ForeignKeyField("models.Workspace", related_name=False, on_delete=fields.CASCADE)
+    workspace = fields.ForeignKeyField("models.Workspace", related_name=False, on_delete=fields.CASCADE,
+                                       db_constraint=False)  # hot child table: user_id's FK suffices
     workspace_id: int
     group = fields.ForeignKeyField("models.Group", related_name="members", on_delete=fields.CASCADE)
     group_id: int

@@ -21,7 +21,8 @@ _HEX_LENGTH = {Encryption.MD5: 32, Encryption.SHA256: 64}
 
 class Identity(Model):
     id = fields.BigIntField(primary_key=True)
-    workspace = fields.ForeignKeyField("models.Workspace", related_name=False, on_delete=fields.CASCADE)
+    workspace = fields.ForeignKeyField("models.Workspace", related_name=False, on_delete=fields.CASCADE,
+                                       db_constraint=False)  # hot child table: user_id's FK suffices
     workspace_id: int
     user = fields.ForeignKeyField("models.User", related_name="identities", on_delete=fields.CASCADE)
     user_id: int

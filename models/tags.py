@@ -41,7 +41,8 @@ class Tag(Model):
 
 class UserTag(Model):
     id = fields.BigIntField(primary_key=True)
-    workspace = fields.ForeignKeyField("models.Workspace", related_name=False, on_delete=fields.CASCADE)
+    workspace = fields.ForeignKeyField("models.Workspace", related_name=False, on_delete=fields.CASCADE,
+                                       db_constraint=False)  # hot child table: user_id's FK suffices
     workspace_id: int
     user = fields.ForeignKeyField("models.User", related_name="tag_values", on_delete=fields.CASCADE)
     user_id: int
