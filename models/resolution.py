@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 
-from models import db
 from models.errors import DomainError
 from models.identities import IdentityKey
 from models.profile import PROFILE_FIELDS

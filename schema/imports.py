@@ -8,7 +8,7 @@ from models import import_mapping
 from models.import_preview import Preview
 from schema.common import UserError
 from schema.enums import DuplicatePolicy, IdentityType
-from schema.groups import Group
+from schema.groups import Group, NewGroupInput
 from schema.jobs import File, Job
 
 ImportTarget = strawberry.enum(import_mapping.ImportTarget, description=(
@@ -137,13 +137,6 @@ class UploadCreatePayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
-@strawberry.input(description="A new group the import creates and puts every imported contact in.")
-class ImportGroupInput:
-    name: str
-    description: str | None = None
-    labels: list[str] = strawberry.field(default_factory=list)
-
-
 @strawberry.input
 class ImportStartInput:
     upload_id: strawberry.ID
@@ -157,7 +150,8 @@ class ImportStartInput:
         description="OVERWRITE: existing contacts take the file's values (except fields edited by hand); "
         "IGNORE: existing contacts stay exactly as they are.")
     group_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
-    new_group: ImportGroupInput | None = None
+    new_group: NewGroupInput | None = strawberry.field(
+        default=None, description="A group the import creates and puts every imported contact in.")
     source: str | None = strawberry.field(
         default=None, description="The source name recorded as initialSource and identity source (default: the "
         "file name).")

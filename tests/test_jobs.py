@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-import subprocess
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -26,6 +24,7 @@ from models.errors import DomainError
 from models.jobs import enqueue_attempt, start_job
 from resolvers import jobs as job_resolvers
 from schema.common import from_global_id, to_global_id
+from tests.test_cli_and_server import served  # noqa: F401,F811  (fixture: `roster serve` on loopback)
 from tests.conftest import Api, make_workspace, other_key
 
 JOB = """query($id: ID!) { job(id: $id) { id kind status progress { done total } counts error attempts
@@ -486,23 +485,6 @@ async def test_job_progress_needs_a_key_of_the_jobs_workspace(app: Any, api: Api
         assert await ws.receive() == {"id": "1", "type": "complete"}
 
 
-@pytest.fixture
-async def served(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[str]:
-    """`roster serve` on a free loopback port (real uvicorn: websockets and Tortoise's task contexts)."""
-    pytest.importorskip("websockets", reason="uvicorn serves websockets only with the `websockets` package")
-    from tests.test_cli_and_server import ROOT, ROSTER, free_port, roster_env, stop, wait_until_healthy
-
-    port, log = free_port(), tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*ROSTER, "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
-                                env=roster_env(database_url, redis_url, tmp_path), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        await wait_until_healthy(f"http://127.0.0.1:{port}", proc, log)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop(proc)
-
-
 class RealWebSocket:
     """The same client interface over a real socket (the `websockets` package)."""
 
@@ -517,7 +499,7 @@ class RealWebSocket:
 
 
 async def test_job_progress_streams_over_a_real_websocket_under_uvicorn(
-        app: Any, api: Api, redis_url: str, served: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        app: Any, api: Api, redis_url: str, served: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     from websockets.asyncio import client
 
     async def pace(run: JobRun, batch: int) -> None:
@@ -525,7 +507,8 @@ async def test_job_progress_streams_over_a_real_websocket_under_uvicorn(
 
     monkeypatch.setitem(HANDLERS, JobKind.IMPORT, batch_handler([], after=pace))
     job_id = await start(app, api)
-    async with client.connect(f"ws://{served}/graphql", subprotocols=["graphql-transport-ws"]) as connection:
+    url = f"ws://{served.removeprefix('http://')}/graphql"
+    async with client.connect(url, subprotocols=["graphql-transport-ws"]) as connection:
         subscription = asyncio.create_task(follow(RealWebSocket(connection), job_id,
                                                   {"Authorization": f"Bearer {api.token}"}))
         await asyncio.sleep(0.5)
