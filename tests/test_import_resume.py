@@ -99,7 +99,7 @@ async def test_killed_worker_resumes_from_checkpoint_with_nothing_lost_or_double
         first.wait()
     at_kill = await job_state(crashed_job)
     assert at_kill["status"] == "RUNNING" and 0 < at_kill["progress_done"] < ROWS  # really mid-import
-    await asyncio.sleep(1.2)  # its heartbeat goes stale
+    await asyncio.sleep(2.5)  # heartbeat stale (JOB_STALE_AFTER_S=1): the next worker recovers it at startup
     second = start_worker(database_url, redis_url, settings)
     try:
         finished = await wait_for(crashed_job, lambda r: r["status"] in ("SUCCEEDED", "FAILED"))
