@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter
 
 from resolvers import groups, identities, jobs, nodes, tags, users, workspace
 from resolvers import activities, deletion, workspace_settings as settings_resolvers
@@ -84,6 +84,9 @@ def _mask_unexpected(error: GraphQLError) -> bool:
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or get_settings()
     extensions: list = [
+        # Clients repeat the same documents: parse each one once per process. (No ValidationCache: the
+        # limiters below build their rules per request, so its key would never repeat.)
+        lambda: ParserCache(maxsize=512),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
