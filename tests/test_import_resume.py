@@ -64,11 +64,12 @@ async def snapshot(workspace_id: int) -> dict[str, Any]:
     """Everything an import writes, keyed by identity values (ids differ between workspaces)."""
     users = await db.fetch(
         "SELECT u.display_name, u.initial_source,"
-        " (SELECT array_agg(type || ':' || value ORDER BY type, value) FROM identities i WHERE i.user_id = u.id) ids,"
+        " (SELECT array_agg(type || ':' || value ORDER BY type, value) FROM identities i"
+        "   WHERE i.workspace_id = $1 AND i.user_id = u.id) ids,"
         " (SELECT array_agg(g.name ORDER BY g.name) FROM group_members m JOIN groups g ON g.id = m.group_id"
-        "   WHERE m.user_id = u.id) groups,"
+        "   WHERE m.workspace_id = $1 AND m.user_id = u.id) groups,"
         " (SELECT array_agg(t.key || '=' || array_to_string(ut.\"values\", '|') ORDER BY t.key)"
-        "   FROM user_tags ut JOIN tags t ON t.id = ut.tag_id WHERE ut.user_id = u.id) tags"
+        "   FROM user_tags ut JOIN tags t ON t.id = ut.tag_id WHERE ut.workspace_id = $1 AND ut.user_id = u.id) tags"
         " FROM users u WHERE u.workspace_id = $1", workspace_id)
     return {tuple(r["ids"]): (r["display_name"], r["initial_source"], r["groups"], r["tags"]) for r in users}
 
