@@ -24,7 +24,7 @@ from models import db, resolution
 from models.errors import DomainError
 from models.id_mapping import Person, plan_batch
 from models.identities import IdentityKey
-from models.import_rows import ColumnRule, ParsedRow, RowError, RowSpec, parse_row
+from models.import_rows import NAME_TARGETS, ColumnRule, ParsedRow, RowError, RowSpec, parse_row
 from models.profile import PROFILE_FIELDS
 from settings import get_settings
 
@@ -91,10 +91,11 @@ async def write_batch(workspace_id: int, rows: list[ParsedRow], params: ImportPa
             "SELECT nextval(pg_get_serial_sequence('users', 'id')) FROM generate_series(1, $1)", len(new))]
         for person, user_id in zip(new, ids, strict=True):
             person.existing = [user_id]
-        columns = ["id", "workspace_id", "source", "initial_source", "username", *PROFILE_FIELDS]
+        fields = _mapped_fields(params)  # only the mapped columns: the rest keep their defaults
+        columns = ["id", "workspace_id", "source", "initial_source", "username", *fields]
         await conn.copy_records_to_table("users", columns=columns, records=[
             (p.existing[0], workspace_id, "IMPORT", params.source, p.profile.get("username"),
-             *(p.profile.get(f) for f in PROFILE_FIELDS)) for p in new])
+             *[p.profile.get(f) for f in fields]) for p in new])
     if old:
         await _update_profiles(workspace_id, old, params, conn)
     await _add_identities(workspace_id, people, owners, params.source, conn)
@@ -103,6 +104,12 @@ async def write_batch(workspace_id: int, rows: list[ParsedRow], params: ImportPa
     result.counts["created"] += len(new)
     result.counts["updated"] += len(old)
     return result
+
+
+def _mapped_fields(params: ImportParams) -> list[str]:
+    mapped = {NAME_TARGETS[r.target] for r in params.rules if r.target in NAME_TARGETS} | \
+        {r.field for r in params.rules if r.target == "PROFILE" and r.field}
+    return [f for f in PROFILE_FIELDS if f in mapped]
 
 
 async def _identity_counts(workspace_id: int, user_ids: set[int], conn: Any) -> dict[int, Counter[str]]:

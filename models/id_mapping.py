@@ -101,6 +101,8 @@ def _combine(group: list[ParsedRow], owners: dict[IdentityKey, int]) -> Person:
 
 
 def _over_limit(person: Person, owners: dict[IdentityKey, int], counts: dict[int, Counter[str]]) -> list[str]:
+    if not person.existing and len(person.identities) <= MAX_PER_TYPE:  # the common case: nothing to count
+        return []
     total: Counter[str] = Counter()
     for user_id in person.existing:
         total.update(counts.get(user_id, Counter()))
