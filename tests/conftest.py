@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +19,7 @@ from models import db
 from models.enums import Role
 from models.workspaces import create_api_key, create_workspace
 from settings import Settings
+from tests.processes import ROOT, ROSTER, free_port, roster_env, stop, wait_until_healthy
 
 TEST_DATA = Path(tempfile.gettempdir()) / f"roster-test-{os.getuid()}"
 TABLES = ["audit_log", "activities", "user_tags", "group_members", "identities", "users", "groups", "tags",
@@ -130,3 +132,17 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
         monkeypatch.setattr(asyncpg.connection.Connection, name, counting)
     yield seen
+
+
+@pytest.fixture
+async def served(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """`roster serve` on a free loopback port; yields its base URL."""
+    port, log = free_port(), tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*ROSTER, "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+                                env=roster_env(database_url, redis_url, tmp_path), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        await wait_until_healthy(f"http://127.0.0.1:{port}", proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        assert stop(proc) == 0, log.read_text()  # uvicorn shuts down cleanly on SIGTERM

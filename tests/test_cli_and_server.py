@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import subprocess
-import sys
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
-import pytest
 from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker
@@ -29,23 +24,7 @@ from models.enums import Role
 from models.jobs import File
 from models.workspaces import Workspace, create_api_key, create_workspace
 from tests.conftest import Api
-
-ROOT = Path(__file__).resolve().parent.parent
-ROSTER_SCRIPT = Path(sys.executable).parent / "roster"
-# The installed console script when present (tests the entry point too), else the module.
-ROSTER = [str(ROSTER_SCRIPT)] if ROSTER_SCRIPT.exists() else [sys.executable, "-m", "cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def roster_env(database_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "DATA_DIR": str(data_dir),
-            "ENVIRONMENT": "test"}
-
+from tests.processes import ROOT, ROSTER, roster_env, stop
 
 async def roster(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     """Run one `roster ...` command to completion without blocking the suite's event loop."""
@@ -54,44 +33,6 @@ async def roster(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode or 0, out.decode(), err.decode()
 
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
-async def wait_until_healthy(base_url: str, proc: subprocess.Popen[bytes], log: Path, limit: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    async with httpx.AsyncClient(base_url=base_url, timeout=2) as http:
-        while True:
-            assert proc.poll() is None, f"server exited early ({proc.returncode}):\n{log.read_text()}"
-            try:
-                if (await http.get("/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert asyncio.get_running_loop().time() < deadline, f"no healthy server in {limit}s:\n{log.read_text()}"
-            await asyncio.sleep(0.2)
-
-
-@pytest.fixture
-async def served(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[str]:
-    """`roster serve` on a free loopback port; yields its base URL."""
-    port, log = free_port(), tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*ROSTER, "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
-                                env=roster_env(database_url, redis_url, tmp_path), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        await wait_until_healthy(f"http://127.0.0.1:{port}", proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        assert stop(proc) == 0, log.read_text()  # uvicorn shuts down cleanly on SIGTERM
 
 
 async def test_roster_serve_answers_graphql_under_real_uvicorn(app: Any, served: str) -> None:

@@ -23,7 +23,7 @@ from arq import create_pool
 from arq.connections import RedisSettings
 
 import embedded
-from tests.test_cli_and_server import ROOT, ROSTER, free_port, wait_until_healthy
+from tests.processes import ROOT, ROSTER, free_port, wait_until_healthy
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from models.errors import DomainError
 from models.jobs import enqueue_attempt, start_job
 from resolvers import jobs as job_resolvers
 from schema.common import from_global_id, to_global_id
-from tests.test_cli_and_server import served  # noqa: F401,F811  (fixture: `roster serve` on loopback)
 from tests.conftest import Api, make_workspace, other_key
 
 JOB = """query($id: ID!) { job(id: $id) { id kind status progress { done total } counts error attempts
@@ -499,7 +498,7 @@ class RealWebSocket:
 
 
 async def test_job_progress_streams_over_a_real_websocket_under_uvicorn(
-        app: Any, api: Api, redis_url: str, served: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        app: Any, api: Api, redis_url: str, served: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from websockets.asyncio import client
 
     async def pace(run: JobRun, batch: int) -> None:
