@@ -20,7 +20,7 @@ from models.users import existing_group_ids
 from models.import_preview import build_preview
 from resolvers.context import Context
 from resolvers.workspace import default_region
-from schema.common import UserError, from_global_id, pks
+from schema.common import UserError, from_global_id, pks, snake
 from schema.groups import Group
 from schema.imports import (ColumnMappingInput, ImportPreview, ImportPreviewInput, ImportPreviewPayload,
                             ImportStartInput, ImportStartPayload, UploadCreateInput, UploadCreatePayload)
@@ -70,12 +70,8 @@ async def region_input(ctx: Context, region: str | None, field: str = "defaultRe
 
 def mapping_from_input(inputs: list[ColumnMappingInput]) -> list[ColumnMapping]:
     """The domain mapping (profile fields may be given as memberLevel or member_level)."""
-    return [ColumnMapping(column=m.column, target=ImportTarget(m.target), field=_snake(m.field) if m.field else None,
+    return [ColumnMapping(column=m.column, target=ImportTarget(m.target), field=snake(m.field) if m.field else None,
                           identity_type=m.identity_type, tag_key=m.tag_key, region=m.region) for m in inputs]
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 async def import_start(info: Info, input: ImportStartInput) -> ImportStartPayload:

@@ -18,8 +18,8 @@ from models.profile import PROFILE_FIELDS
 from models.tag_values import validate
 from resolvers.context import BadRequest, Context
 from resolvers.workspace import default_region
-from schema.common import (Connection, Edge, UserError, decode_cursor, encode_cursor, from_global_id, page, page_size,
-                           pks, to_global_id)
+from schema.common import (Connection, Edge, UserError, camel, decode_cursor, encode_cursor, from_global_id, page,
+                           page_size, pks, snake, to_global_id)
 from schema.enums import DuplicatePolicy, IdentityType, OrderDirection, UserOrderField
 from schema.identities import IdentityInput
 from schema.users import (ContactsUpsertInput, ContactsUpsertPayload, ProfileInput, TagValueInput, User,
@@ -142,16 +142,11 @@ def profile_changes(data: ProfileInput) -> dict[str, Any]:
                 try:
                     checked_length(name, value)
                 except DomainError as exc:
-                    raise DomainError(exc.code, exc.message, [_camel(name)]) from None
+                    raise DomainError(exc.code, exc.message, [camel(name)]) from None
         changes[name] = value
     if "level" in changes and changes["level"] is not None and changes["level"] < 0:
         raise DomainError("INVALID_VALUE", "level must not be negative", ["level"])
     return changes
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
 
 
 async def identity_keys(ctx: Context, inputs: list[IdentityInput], field: str = "identities") -> list[IdentityKey]:
@@ -212,7 +207,7 @@ async def user_update(info: Info, input: UserUpdateInput) -> UserPayload:
         if input.account_type is not strawberry.UNSET and input.account_type.value != current["account_type"]:
             raise DomainError("ACCOUNT_TYPE_IMMUTABLE", "accountType cannot be changed after creation",
                               ["accountType"])
-        unknown = [f for f in input.unlock_fields if f not in PROFILE_FIELDS and _snake(f) not in PROFILE_FIELDS]
+        unknown = [f for f in input.unlock_fields if f not in PROFILE_FIELDS and snake(f) not in PROFILE_FIELDS]
         if unknown:
             raise DomainError("UNKNOWN_FIELD", f"not a profile field: {', '.join(unknown)}", ["unlockFields"])
         changes = profile_changes(input)
@@ -220,16 +215,12 @@ async def user_update(info: Info, input: UserUpdateInput) -> UserPayload:
         tags = await tag_inputs(ctx, input.tags)
         async with db.transaction() as conn:
             user_id = await users_domain.update_user(
-                ctx.workspace_id, user_id, changes, unlock=[_snake(f) for f in input.unlock_fields],
+                ctx.workspace_id, user_id, changes, unlock=[snake(f) for f in input.unlock_fields],
                 identities=keys, tags=tags, conn=conn, actor=ctx.principal.actor)
     except DomainError as exc:
         return UserPayload(user_errors=[UserError.of(exc)])
     ctx.loaders.forget(ctx.loaders.user, user_id)
     return UserPayload(user=await load_user(ctx, user_id))
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 async def users_merge(info: Info, input: UsersMergeInput) -> UsersMergePayload:

@@ -104,6 +104,17 @@ def decode_cursor(cursor: str) -> list[object]:
     return value
 
 
+def camel(name: str) -> str:
+    """GraphQL's name of a Python/SQL field: member_level -> memberLevel."""
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def snake(name: str) -> str:
+    """The Python/SQL name of a GraphQL field: memberLevel -> member_level (snake names pass through)."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
 MAX_PAGE = 250
 
 

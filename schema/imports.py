@@ -6,7 +6,7 @@ from strawberry.file_uploads import Upload
 
 from models import import_mapping
 from models.import_preview import Preview
-from schema.common import UserError
+from schema.common import UserError, camel
 from schema.enums import DuplicatePolicy, IdentityType
 from schema.groups import Group, NewGroupInput
 from schema.jobs import File, Job
@@ -40,13 +40,8 @@ class ColumnMapping:
 
     @classmethod
     def of(cls, m: import_mapping.ColumnMapping) -> ColumnMapping:
-        return cls(column=m.column, target=m.target, field=_camel(m.field) if m.field else None,
+        return cls(column=m.column, target=m.target, field=camel(m.field) if m.field else None,
                    identity_type=m.identity_type, tag_key=m.tag_key, region=m.region)
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
 
 
 @strawberry.type
