@@ -247,6 +247,33 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    """Export users of a workspace to a ZIP of one CSV here and now, with a progress bar."""
+    from jobs.export_command import ExportRefused, export_to_file
+
+    database_url, _ = resolve_database_url(settings)
+
+    async def run() -> dict[str, Any]:
+        from models import files
+
+        files.configure(settings)
+        return await export_to_file(args.workspace, Path(args.out), filter_json=args.filter, groups=args.group or [],
+                                    tags=args.tag or [], columns=args.columns)
+
+    try:
+        job = asyncio.run(_with_orm(database_url, run))
+    except ExportRefused as exc:
+        for error in exc.errors:
+            print(f"roster: {error.code}: {error.message}", file=sys.stderr)
+        return 2
+    if job["status"] != "SUCCEEDED":
+        print(f"roster: export {job['status']}: {job['error']}", file=sys.stderr)
+        return 1
+    counts = json.loads(job["counts"]) if isinstance(job["counts"], str) else job["counts"]
+    print(f"job {job['id']} SUCCEEDED: {counts['users']:,} users, {counts['columns']} columns -> {args.out}")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -295,6 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--region", help="region of phones without a country code (default: the workspace's)")
     imp.add_argument("--source", help="source name recorded on the contacts (default: the file name)")
     imp.set_defaults(func=cmd_import)
+
+    exp = commands.add_parser("export", help="export users to a ZIP of one CSV (with a progress bar)")
+    exp.add_argument("--out", required=True, metavar="FILE", help="where to write the ZIP")
+    exp.add_argument("--workspace", type=int, default=1, help="workspace id (default 1)")
+    exp.add_argument("--filter", metavar="JSON", help='a UserFilter as JSON, e.g. \'{"memberLevels": ["gold"]}\'')
+    exp.add_argument("--group", action="append", metavar="NAME", help="users in this group (repeatable: in any)")
+    exp.add_argument("--tag", action="append", metavar="KEY[=VALUE]", help="users with this tag (value) (repeatable)")
+    exp.add_argument("--columns", help="e.g. 'id,displayName,PHONE:AES,EMAIL,tag:tier' (default: every column)")
+    exp.set_defaults(func=cmd_export)
     return parser
 
 

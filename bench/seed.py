@@ -34,10 +34,10 @@ LEVELS = ["gold", "silver", "bronze"]
 CHUNK = 100_000
 
 
-async def database_url() -> str:
-    """DATABASE_URL's server, or an embedded one under /tmp/roster-bench; the bench database, migrated."""
+async def database_url(name: str = BENCH_DB) -> str:
+    """DATABASE_URL's server, or an embedded one under /tmp/roster-bench; the bench database `name`, migrated."""
     server = os.environ.get("DATABASE_URL") or embedded.start_postgres(BENCH_DATA)
-    url = await embedded.ensure_database(server, BENCH_DB)
+    url = await embedded.ensure_database(server, name)
     await db.migrate(url)
     return url
 

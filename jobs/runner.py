@@ -220,6 +220,8 @@ RUN_JOB_FUNCTION = func(run_job, name=RUN_JOB, timeout=ATTEMPT_TIMEOUT_S)
 
 # The job kinds register their handlers on import.
 import jobs.imports  # noqa: E402,F401
+import jobs.exports  # noqa: E402,F401
+import jobs.pushes  # noqa: E402,F401
 
 __all__ = ["HANDLERS", "RUN_JOB_FUNCTION", "Handler", "JobCancelled", "JobResult", "JobRun", "JobSuperseded",
            "recover_stale_jobs", "recover_stale_jobs_cron", "run_job"]

@@ -5,7 +5,9 @@ from dataclasses import dataclass, field
 
 from models.enums import Role
 
-READ = {"users:read", "groups:read", "tags:read", "jobs:read", "settings:read"}
+# "destinations:read" shows destinations without their secrets; creating or deleting one needs
+# "destinations:write" (ADMIN only: it decides where the workspace's data may go).
+READ = {"users:read", "groups:read", "tags:read", "jobs:read", "settings:read", "destinations:read"}
 WRITE = {"users:write", "groups:write", "tags:write", "imports:write", "users:export", "pushes:write"}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {

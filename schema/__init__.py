@@ -8,12 +8,16 @@ from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimite
 from resolvers import groups, identities, jobs, nodes, tags, users, workspace
 from resolvers import activities, deletion, workspace_settings as settings_resolvers
 from resolvers import imports
+from resolvers import exports
+from resolvers import destinations
 from schema.activities import Activity, ActivityPayload
 from schema.common import Connection, Node
 from schema.deletion import UsersDeletePayload
+from schema.destinations import AudiencePushPayload, Destination, DestinationDeletePayload, DestinationPayload
 from schema.groups import Group, GroupDeletePayload, GroupPayload, GroupsMembershipPayload
 from schema.identities import Identity, IdentityAddPayload, IdentityRemovePayload
 from schema.imports import ImportPreviewPayload, ImportStartPayload, UploadCreatePayload
+from schema.exports import ExportStartPayload, WorkspaceExportKey
 from schema.jobs import Job, JobCancelPayload
 from schema.tags import Tag, TagDeletePayload, TagGroup, TagGroupPayload, TagPayload, UsersTagPayload
 from schema.users import ContactsUpsertPayload, User, UserPayload, UsersMergePayload
@@ -37,6 +41,8 @@ class Query:
     tags: list[Tag] = strawberry.field(resolver=tags.tags)
     job: Job | None = strawberry.field(resolver=jobs.job)
     jobs: Connection[Job] = strawberry.field(resolver=jobs.jobs)
+    workspace_export_key: WorkspaceExportKey = strawberry.field(resolver=exports.workspace_export_key)
+    destinations: Connection[Destination] = strawberry.field(resolver=destinations.destinations)
 
 
 @strawberry.type
@@ -65,9 +71,13 @@ class Mutation:
     users_tag: UsersTagPayload = strawberry.mutation(resolver=tags.users_tag)
     users_untag: UsersTagPayload = strawberry.mutation(resolver=tags.users_untag)
     job_cancel: JobCancelPayload = strawberry.mutation(resolver=jobs.job_cancel)
+    destination_create: DestinationPayload = strawberry.mutation(resolver=destinations.destination_create)
+    destination_delete: DestinationDeletePayload = strawberry.mutation(resolver=destinations.destination_delete)
+    audience_push: AudiencePushPayload = strawberry.mutation(resolver=destinations.audience_push)
     upload_create: UploadCreatePayload = strawberry.mutation(resolver=imports.upload_create)
     import_preview: ImportPreviewPayload = strawberry.mutation(resolver=imports.import_preview)
     import_start: ImportStartPayload = strawberry.mutation(resolver=imports.import_start)
+    export_start: ExportStartPayload = strawberry.mutation(resolver=exports.export_start)
 
 
 @strawberry.type

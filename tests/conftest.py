@@ -146,3 +146,13 @@ async def served(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIter
         yield f"http://127.0.0.1:{port}"
     finally:
         assert stop(proc) == 0, log.read_text()  # uvicorn shuts down cleanly on SIGTERM
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A tansu broker (Kafka protocol, in memory) on a free loopback port for the session."""
+    from tests.brokers import Tansu
+
+    broker = Tansu(tmp_path_factory.mktemp("tansu") / "tansu.log")
+    yield broker.start()
+    broker.stop()

