@@ -90,3 +90,17 @@ async def test_roster_dev_runs_api_and_worker_on_embedded_servers(app: Any, data
         await asyncio.sleep(0.1)
     assert not alive(redis_pid)
     assert not (data_dir / "pg" / "postmaster.pid").exists()  # PostgreSQL stopped with its last user
+
+
+async def test_embedded_postgres_is_tuned_for_bulk_writes(database_url: str) -> None:
+    """The embedded server runs with embedded.TUNING (bigger buffers, rarer checkpoints), restart included."""
+    if os.environ.get("DATABASE_URL"):
+        pytest.skip("the environment's PostgreSQL is configured by its owner")
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        for name in ("shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression"):
+            assert await conn.fetchval(f"SELECT current_setting('{name}')") == embedded.TUNING[name], name
+    finally:
+        await conn.close()
