@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.seed import database_url, seed  # noqa: E402
 from models import db  # noqa: E402
-from models.audiences import PushFields, message_batch, message_sql  # noqa: E402
+from models.audiences import PushFields, batch_end, message_batch, message_sql  # noqa: E402
 
 BENCH_DB = "roster_bench_push"
 GROUP = "Everyone (push bench)"
@@ -113,7 +113,8 @@ async def main() -> None:
     await seed(url, args.users)
     broker = Tansu(Path(tempfile.gettempdir()) / "roster-bench-tansu.log")
     bootstrap = broker.start()
-    await Tortoise.init(config=db.tortoise_config(url, pool_max=4))
+    # The job reads KAFKA_READERS batches at once and needs one more connection for checkpoints.
+    await Tortoise.init(config=db.tortoise_config(url, pool_max=6))
     try:
         group_id = await everyone_group(args.users)
         await db.execute("DELETE FROM destinations WHERE workspace_id = 1")
@@ -124,8 +125,10 @@ async def main() -> None:
         seconds, counts = await push_job(group_id, destination["id"])
         delivered = await topic_size(bootstrap, "push-bench")
         fields = await bench_fields()
-        row = (await message_batch(message_sql(fields), 1, group_id, 0, 1, fields, "R3JvdXA6MQ", "2026-11-22"))[0]
-        floor_s = await floor(bootstrap, "push-bench-floor", args.users, row["message"].encode())
+        _, first = await batch_end(1, group_id, 0, 1)
+        row = (await message_batch(message_sql(fields), 1, group_id, 0, first, 1, fields, "R3JvdXA6MQ",
+                                   "2026-11-22"))[0]
+        floor_s = await floor(bootstrap, "push-bench-floor", args.users, row["message"])
         print(f"push of {counts['messages']:,} users ({delivered:,} messages on the topic, ~{len(row['message'])} B"
               f" each): {seconds:.1f} s = {counts['messages'] / seconds:,.0f} msg/s")
         print(f"floor (same producer, pre-built messages): {floor_s:.1f} s = {args.users / floor_s:,.0f} msg/s;"

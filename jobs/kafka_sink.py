@@ -8,17 +8,46 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import struct
 from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from models.destinations import KafkaConfig
 
 # Big batches, sent as soon as a push batch is appended: throughput over latency.
 MAX_BATCH_BYTES = 1 << 20
 REQUEST_TIMEOUT_MS = 30_000
+
+_M = 0x5BD1E995
+_WORDS: dict[int, Any] = {}  # number of 4-byte words -> their unpacker
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (Java `Utils.murmur2`), the same value as aiokafka's `partitioner.murmur2`.
+
+    Half the cost of aiokafka's pure-Python loop (it masks every step and reads byte by byte): at
+    ~2 µs a key that was a third of the producer's time per message.
+    """
+    length = len(data)
+    h = 0x9747B28C ^ length
+    unpack = _WORDS.get(length >> 2)
+    if unpack is None:
+        unpack = _WORDS[length >> 2] = struct.Struct(f"<{length >> 2}I").unpack_from
+    for k in unpack(data):
+        k = (k * _M) & 0xFFFFFFFF
+        h = ((h * _M) & 0xFFFFFFFF) ^ (((k ^ (k >> 24)) * _M) & 0xFFFFFFFF)
+    extra = length & 3
+    if extra:
+        tail = length & ~3
+        if extra == 3:
+            h ^= data[tail + 2] << 16
+        if extra >= 2:
+            h ^= data[tail + 1] << 8
+        h = ((h ^ data[tail]) * _M) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * _M) & 0xFFFFFFFF
+    return h ^ (h >> 15)
 
 
 def producer_options(config: KafkaConfig, secrets: dict[str, str]) -> dict[str, Any]:
@@ -75,8 +104,9 @@ class KafkaSink:
         """Queue (key, value) records; the futures resolve once the broker acknowledged them all."""
         builders: dict[int, Any] = {}
         futures: list[asyncio.Future[Any]] = []
+        partitions, count = self.partitions, len(self.partitions)
         for key, value in records:
-            partition = self.partition_of(key)
+            partition = partitions[(murmur2(key) & 0x7FFFFFFF) % count]  # partition_of, inlined
             builder = builders.get(partition)
             if builder is None:
                 builder = builders[partition] = self.producer.create_batch()

@@ -1,13 +1,13 @@
 """The PUSH job: send a group's users to a destination (a Kafka topic or a Data Bank), batch by batch.
 
-The checkpoint is the last user id whose batch the destination acknowledged; a resumed attempt starts
-after it (delivery is at least once: a batch in flight when a worker died is sent again). Cancelling
-stops before the next batch.
+The checkpoint is the last user id whose batch the destination acknowledged, and every batch before
+it was acknowledged too; a resumed attempt starts after it (delivery is at least once: the batches
+read or in flight when a worker died are sent again). Cancelling stops before the next batch.
 """
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,12 @@ from models.enums import DestinationKind, JobKind
 from models.errors import DomainError
 
 KAFKA_BATCH = 10_000  # users read (one SQL statement) and produced per checkpoint
+# Batches read at once, each on its own pooled connection (the pool needs one more for sizing
+# batches and checkpoints: db_pool_max >= KAFKA_READERS + 1, or reads queue for connections).
+# PostgreSQL building the JSON is the bottleneck. On 2 cores (bench/push.py): 2 readers ~90k msg/s,
+# 3 ~101k, 4 ~108k: a backend stalls once its socket buffer is full while the worker is producing,
+# so more reads than cores keep the cores busy. Memory: (KAFKA_READERS + 1) batches.
+KAFKA_READERS = 4
 
 
 @dataclass
@@ -61,31 +67,62 @@ async def run_push(run: JobRun) -> JobResult:
 
 async def _push_to_kafka(run: JobRun, params: PushParams, destination: Any, checkpoint: dict[str, Any]
                          ) -> dict[str, int]:
-    """Read batch N+1 while batch N is in flight; checkpoint N once the broker acknowledged all of it."""
+    """Read up to KAFKA_READERS batches at once while the previous one is in flight; checkpoint in order.
+
+    Each batch is a disjoint user-id range (after, upto], sized up front by an index-only scan
+    (`batch_end`), so the next batches' reads run concurrently on their own pooled connections:
+    PostgreSQL builds their JSON on several cores. Batches are sent and acknowledged in id order,
+    so the checkpoint (`last_user_id`, the end of the last acknowledged range) only ever passes
+    users the broker acknowledged, whatever order the reads finish in.
+    """
     counts = Counter({"users": 0, "messages": 0, **checkpoint.get("counts", {})})
     after = checkpoint.get("last_user_id", 0)
-    sql = audiences.message_sql(params.fields)
+    dense_sql = audiences.message_sql(params.fields, dense=True)
+    sparse_sql = audiences.message_sql(params.fields, dense=False)
+    limit = 2 * KAFKA_BATCH  # members added to a range after it was sized are read by a follow-up read
 
-    def read(after_id: int) -> asyncio.Task[list[Any]]:
+    def read(lo: int, hi: int, first: int) -> asyncio.Task[list[Any]]:
+        # Range scans of identities and tags pay off when members fill most of the ids from the first one.
+        sql = dense_sql if hi - first < 2 * KAFKA_BATCH else sparse_sql
         return asyncio.create_task(audiences.message_batch(
-            sql, run.workspace_id, params.group_id, after_id, KAFKA_BATCH, params.fields,
+            sql, run.workspace_id, params.group_id, lo, hi, limit, params.fields,
             params.group_global_id, params.requested_at))
 
+    reads: deque[tuple[int, asyncio.Task[list[Any]]]] = deque()  # (range end, read), in id order
+    next_after: int | None = after  # None: every member has a read
+
+    async def fill() -> None:
+        nonlocal next_after
+        while next_after is not None and len(reads) < KAFKA_READERS:
+            batch = await audiences.batch_end(run.workspace_id, params.group_id, next_after, KAFKA_BATCH)
+            if batch is None:
+                next_after = None
+            else:
+                reads.append((batch[1], read(next_after, batch[1], batch[0])))
+                next_after = batch[1]
+
     async with KafkaSink(kafka_config(destination), secrets_of(destination)) as sink:
-        next_rows = read(after)
         in_flight: tuple[list[asyncio.Future[Any]], int, int] | None = None
         try:
-            while rows := await next_rows:
-                next_rows = read(rows[-1]["user_id"])
+            await fill()
+            while reads:
+                upto, task = reads.popleft()
+                rows = await task
+                if len(rows) == limit and rows[-1]["user_id"] < upto:  # the guard hit: read the rest next
+                    reads.appendleft((upto, read(rows[-1]["user_id"], upto, rows[-1]["user_id"])))
+                    upto = rows[-1]["user_id"]
+                await fill()
                 await run.check_cancelled()
-                futures = await sink.send([(r["key"].encode(), r["message"].encode()) for r in rows])
+                futures = await sink.send([(r[1], r[2]) for r in rows])  # key, message: bytes
                 if in_flight is not None:
                     await _acknowledged(run, counts, *in_flight)
-                in_flight = (futures, rows[-1]["user_id"], len(rows))
+                in_flight = (futures, upto, len(rows))
             if in_flight is not None:
                 await _acknowledged(run, counts, *in_flight)
         finally:
-            next_rows.cancel()
+            for _, pending in reads:
+                pending.cancel()
+            await asyncio.gather(*(pending for _, pending in reads), return_exceptions=True)
     return dict(counts)
 
 

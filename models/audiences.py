@@ -1,7 +1,8 @@
 """Reading a group's users for a push: set-based keyset batches, one SQL statement each, constant memory.
 
-A batch is the next `limit` members of the group by user id after the last one pushed, so the
-checkpoint of a push is a single user id and a resumed attempt continues exactly where it stopped.
+A batch is the next members of the group by user id after the last one pushed (a Data Bank batch:
+the next `limit`; a Kafka batch: the id range `batch_end` sized, so several can be read at once),
+so the checkpoint of a push is a single user id and a resumed attempt continues exactly where it stopped.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ _BY_CAMEL = {v: k for k, v in _CAMEL.items()}
 _GLOBAL_ID = "rtrim(translate(encode(convert_to('User:' || m.user_id, 'UTF8'), 'base64'), '+/', '-_'), '=')"
 _MEMBERS = ("SELECT user_id FROM group_members WHERE workspace_id = $1 AND group_id = $2 AND user_id > $3"
             " ORDER BY user_id LIMIT $4")
+_RANGE_MEMBERS = ("SELECT user_id FROM group_members WHERE workspace_id = $1 AND group_id = $2 AND user_id > $3"
+                  " AND user_id <= $4 ORDER BY user_id LIMIT $5")
 
 
 @dataclass(frozen=True)
@@ -76,42 +79,69 @@ def readable_fields(principal: Principal, tags: dict[str, int], *, fields: list[
     return PushFields(tuple(dict.fromkeys(profile)), tuple(types), tuple(tags[k] for k in keys))
 
 
-def message_sql(fields: PushFields) -> str:
-    """One statement for a batch: (user id, key, message JSON text) of the next members after $3.
+def message_sql(fields: PushFields, *, dense: bool = True) -> str:
+    """One statement for a batch: (user id, key, message JSON) of the members in ($3, $4], by user id.
 
-    The JSON is built by PostgreSQL (json_build_object) so the worker only appends bytes; the
-    database and the producer then run on different cores. Identities and tags are aggregated for
-    the whole batch at once (hash aggregates over index range scans), not per user. Arguments: $1
-    workspace, $2 group, $3 last user id pushed, $4 limit, $5 identity types, $6 tag ids, $7 group
-    global id, $8 pushed at.
+    Key and message come as UTF-8 bytes, ready to produce.
+
+    The JSON is built by PostgreSQL so the worker only appends bytes, and several batches can be built
+    at once on separate connections (cores). The whole message is one `row_to_json` of a row whose
+    columns carry the JSON names: about 3× cheaper than nested `json_build_object` calls.
+
+    Identities and tags are aggregated for the whole batch at once from the `(workspace_id, user_id)`
+    indexes. `dense` (the batch's members fill most of its id range, e.g. a group of every user):
+    one index range scan over ($3, $4] each, grouped in index order, non-members in the range dropped
+    by the join — no per-member index search. Otherwise (a sparse group): an index search per member
+    (a semi-join with the members), which costs more per member but never reads non-members.
+    Arguments: $1 workspace, $2 group, $3 last user id before the batch, $4 last user id of the
+    batch, $5 limit (a guard: the range was sized before reading), $6 identity types, $7 tag ids,
+    $8 group global id, $9 pushed at.
     """
     # Column names come from PROFILE_FIELDS only (checked by readable_fields), never from the caller.
-    profile = ", ".join(f"'{_CAMEL[f]}', u.{f}" for f in fields.profile if f in _CAMEL)
+    profile = ", ".join(f'u.{f} AS "{_CAMEL[f]}"' for f in fields.profile if f in _CAMEL)
+    members = "" if dense else " AND {}.user_id IN (SELECT user_id FROM m)"
     return (
-        f"WITH m AS MATERIALIZED ({_MEMBERS}),"
-        " r AS (SELECT min(user_id) AS lo, max(user_id) AS hi FROM m),"
-        " ids AS (SELECT i.user_id, json_agg(CASE WHEN i.channel = '' AND i.encryption = 'NONE'"
-        " THEN json_build_object('type', i.type, 'value', i.value) ELSE json_strip_nulls(json_build_object("
-        "'type', i.type, 'value', i.value, 'channel', NULLIF(i.channel, ''), 'encryption',"
-        " NULLIF(i.encryption, 'NONE'))) END ORDER BY i.type, i.id) AS identities"
-        " FROM r, identities i WHERE i.workspace_id = $1 AND i.user_id BETWEEN r.lo AND r.hi"
-        " AND i.user_id IN (SELECT user_id FROM m) AND i.type = ANY($5::text[]) GROUP BY i.user_id),"
+        f"WITH m AS MATERIALIZED ({_RANGE_MEMBERS}),"
+        # json_strip_nulls only for the rare identity with a channel or an encryption.
+        " ids AS (SELECT i.user_id, json_agg(CASE WHEN i.channel = '' AND i.encryption = 'NONE' THEN row_to_json(a)"
+        " ELSE json_strip_nulls(row_to_json(b)) END ORDER BY i.type, i.id) AS identities FROM identities i"
+        " CROSS JOIN LATERAL (SELECT i.type, i.value) a CROSS JOIN LATERAL (SELECT i.type, i.value,"
+        " NULLIF(i.channel, '') AS channel, NULLIF(i.encryption, 'NONE') AS encryption) b"
+        " WHERE i.workspace_id = $1 AND i.user_id > $3 AND i.user_id <= $4" + members.format("i") +
+        " AND i.type = ANY($6::text[]) GROUP BY i.user_id),"
         " tg AS (SELECT ut.user_id, json_object_agg(t.key, ut.\"values\" ORDER BY t.key) AS tags"
-        " FROM r, user_tags ut JOIN tags t ON t.id = ut.tag_id WHERE ut.workspace_id = $1"
-        " AND ut.tag_id = ANY($6::bigint[]) AND ut.user_id BETWEEN r.lo AND r.hi"
-        " AND ut.user_id IN (SELECT user_id FROM m) GROUP BY ut.user_id)"
-        f" SELECT m.user_id, {_GLOBAL_ID} AS key, json_build_object("
-        f"'id', {_GLOBAL_ID}, 'groupId', $7::text, 'pushedAt', $8::text,"
-        f" 'profile', json_build_object({profile}),"
-        " 'identities', COALESCE(ids.identities, '[]'::json), 'tags', COALESCE(tg.tags, '{}'::json))::text AS message"
-        " FROM m JOIN users u ON u.workspace_id = $1 AND u.id = m.user_id"
-        " LEFT JOIN ids ON ids.user_id = m.user_id LEFT JOIN tg ON tg.user_id = m.user_id ORDER BY m.user_id")
+        " FROM user_tags ut JOIN tags t ON t.id = ut.tag_id WHERE ut.workspace_id = $1"
+        " AND ut.tag_id = ANY($7::bigint[]) AND ut.user_id > $3 AND ut.user_id <= $4" + members.format("ut") +
+        " GROUP BY ut.user_id)"
+        # bytea (UTF-8): the worker gets bytes to produce, no str decoding and re-encoding per message.
+        " SELECT m.user_id, convert_to(k.key, 'UTF8') AS key, convert_to(row_to_json(msg)::text, 'UTF8') AS message"
+        f" FROM m CROSS JOIN LATERAL (SELECT {_GLOBAL_ID} AS key) k"
+        " JOIN users u ON u.workspace_id = $1 AND u.id = m.user_id AND u.id > $3 AND u.id <= $4"
+        " LEFT JOIN ids ON ids.user_id = m.user_id LEFT JOIN tg ON tg.user_id = m.user_id"
+        f" CROSS JOIN LATERAL (SELECT {profile}) p"
+        " CROSS JOIN LATERAL (SELECT k.key AS id, $8::text AS \"groupId\", $9::text AS \"pushedAt\", p AS profile,"
+        " COALESCE(ids.identities, '[]'::json) AS identities, COALESCE(tg.tags, '{}'::json) AS tags) msg"
+        " ORDER BY m.user_id")
 
 
-async def message_batch(sql: str, workspace_id: int, group_id: int, after_user_id: int, limit: int,
-                        fields: PushFields, group_global_id: str, pushed_at: str) -> list[Any]:
-    return await db.fetch(sql, workspace_id, group_id, after_user_id, limit, list(fields.identity_types),
-                          list(fields.tag_ids), group_global_id, pushed_at)
+async def batch_end(workspace_id: int, group_id: int, after_user_id: int, size: int) -> tuple[int, int] | None:
+    """The next batch's first member and the user id closing it: the `size`-th member after
+    `after_user_id` (the last member when fewer remain); None when none remain. Index-only scans:
+    cheap enough to size every batch before reading it, so batches can be read concurrently over
+    disjoint id ranges (after_user_id, end]; the first member tells how densely members fill it."""
+    row = await db.fetchrow(
+        "SELECT (SELECT user_id FROM group_members WHERE workspace_id = $1 AND group_id = $2 AND user_id > $3"
+        " ORDER BY user_id LIMIT 1) AS first, COALESCE((SELECT user_id FROM group_members WHERE workspace_id = $1"
+        " AND group_id = $2 AND user_id > $3 ORDER BY user_id OFFSET $4 - 1 LIMIT 1), (SELECT max(user_id)"
+        " FROM group_members WHERE workspace_id = $1 AND group_id = $2 AND user_id > $3)) AS last",
+        workspace_id, group_id, after_user_id, size)
+    return None if row is None or row["last"] is None else (row["first"], row["last"])
+
+
+async def message_batch(sql: str, workspace_id: int, group_id: int, after_user_id: int, upto_user_id: int,
+                        limit: int, fields: PushFields, group_global_id: str, pushed_at: str) -> list[Any]:
+    return await db.fetch(sql, workspace_id, group_id, after_user_id, upto_user_id, limit,
+                          list(fields.identity_types), list(fields.tag_ids), group_global_id, pushed_at)
 
 
 def _hash_sql(algorithm: str) -> str:

@@ -29,6 +29,7 @@ from jobs import databank, pushes
 from jobs.databank import RetryPolicy
 from jobs.kafka_sink import producer_options
 from jobs.runner import run_job
+from models import audiences
 from models.destinations import KafkaConfig
 from models.enums import Role
 from schema.common import to_global_id
@@ -234,6 +235,72 @@ async def test_kafka_push_of_chosen_fields_by_an_operator(api: Api, redis_url: s
     assert {(v["id"], v["profile"]["displayName"]) for v in values} == {
         (uid, f"Contact {i}") for i, uid in enumerate(user_ids)}
     assert all(v["identities"] == [] and v["tags"] == {"secret_score": ["42"], "tier": ["gold"]} for v in values)
+
+
+async def test_kafka_push_of_a_sparse_group_reads_members_only_and_in_concurrent_ranges(
+        api: Api, redis_url: str, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every fifth user is a member: a batch of 2 members spans ~10 user ids, more than twice the batch,
+    # so identities and tags are looked up per member (the sparse statement), 3 ranges read at once.
+    monkeypatch.setattr(pushes, "KAFKA_BATCH", 2)
+    statements: list[str] = []
+    real_batch = audiences.message_batch
+
+    async def spy(sql: str, *args: Any) -> list[Any]:
+        statements.append(sql)
+        return await real_batch(sql, *args)
+
+    monkeypatch.setattr(audiences, "message_batch", spy)
+    group = await f.group(api, "Sparse")
+    other = await f.group(api, "Others")
+    members = []
+    for i in range(20):
+        target = group if i % 5 == 0 else other
+        users = (await api.ok(UPSERT, input={"groupIds": [target["id"]], "contacts": [
+            {"region": "CN", "phone": f"1310000{i:04d}", "name": f"Sparse {i}"}]}))["users"]
+        if target is group:
+            members.append(users[0]["id"])
+    await f.tag(api, "tier")
+    await api.ok(TAG, input={"target": {"filter": {"groupIds": [group["id"]]}}, "key": "tier", "values": ["gold"]})
+    topic = f"audiences-{uuid.uuid4().hex[:8]}"
+    destination = await kafka_destination(api, kafka_bootstrap, topic)
+    started = await push(api, group["id"], destination["id"], fields=["displayName"], identityTypes=["PHONE"])
+    await work(redis_url)
+    done = await job(api, started["job"]["id"])
+    assert done["status"] == "SUCCEEDED", done
+    assert done["counts"] == {"users": 4, "messages": 4}
+    assert statements and all("IN (SELECT user_id FROM m)" in sql for sql in statements)
+
+    messages = await consume(kafka_bootstrap, topic, 4)
+    values = {m.key.decode(): orjson.loads(m.value) for m in messages}
+    assert len(messages) == 4 and sorted(values) == sorted(members)
+    for i, uid in zip(range(0, 20, 5), members):
+        assert values[uid] == {"id": uid, "groupId": group["id"], "pushedAt": values[uid]["pushedAt"],
+                               "profile": {"displayName": f"Sparse {i}"},
+                               "identities": [{"type": "PHONE", "value": f"+861310000{i:04d}"}],
+                               "tags": {"tier": ["gold"]}}
+
+
+async def test_kafka_push_reads_a_range_holding_more_members_than_sized_in_parts(
+        api: Api, redis_url: str, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Members added to a range after it was sized: the read stops at its guard (2 × batch) and the
+    # rest of the range is read next, so nobody is skipped or sent twice.
+    monkeypatch.setattr(pushes, "KAFKA_BATCH", 7)
+    real_end = audiences.batch_end
+
+    async def one_big_range(workspace_id: int, group_id: int, after: int, size: int) -> tuple[int, int] | None:
+        return await real_end(workspace_id, group_id, after, 1000)
+
+    monkeypatch.setattr(audiences, "batch_end", one_big_range)
+    group, user_ids = await audience(api, 30)
+    topic = f"audiences-{uuid.uuid4().hex[:8]}"
+    destination = await kafka_destination(api, kafka_bootstrap, topic)
+    started = await push(api, group["id"], destination["id"])
+    await work(redis_url)
+    done = await job(api, started["job"]["id"])
+    assert done["status"] == "SUCCEEDED", done
+    assert done["counts"] == {"users": 30, "messages": 30}
+    messages = await consume(kafka_bootstrap, topic, 30)
+    assert sorted(m.key.decode() for m in messages) == sorted(user_ids)
 
 
 # --- Data Bank pushes ---------------------------------------------------------------------------------------
