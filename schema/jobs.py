@@ -14,9 +14,6 @@ from schema.common import Node, UserError, to_global_id
 JobKind = strawberry.enum(enums.JobKind)
 JobStatus = strawberry.enum(enums.JobStatus)
 
-DOWNLOAD_LINK_TTL_S = 3600
-
-
 @strawberry.type(description="A stored file: an upload, an export or an import's error report.")
 class File(Node):
     name: str
@@ -33,11 +30,11 @@ class File(Node):
                    name=row["name"], size=row["size"], content_type=row["content_type"],
                    created_at=row["created_at"], expires_at=row["expires_at"])
 
-    @strawberry.field(description="A signed link to download the file, valid for an hour.")
+    @strawberry.field(description="A signed link to download the file, valid for DOWNLOAD_TOKEN_TTL_S (an hour).")
     def download_url(self, info: Info) -> str:
         from models.files import download_token
 
-        path = f"/files/{self.pk}?token={download_token(self.pk, self.workspace_id, DOWNLOAD_LINK_TTL_S)}"
+        path = f"/files/{self.pk}?token={download_token(self.pk, self.workspace_id)}"
         request = getattr(info.context, "request", None)
         if request is None:
             return path

@@ -28,7 +28,7 @@ from tests.processes import ROSTER
 
 START = """mutation($input: ExportStartInput!) { exportStart(input: $input) {
   job { id kind status } omittedColumns userErrors { field code message } } }"""
-JOB = """query($id: ID!) { job(id: $id) { status error progress { done total } counts
+JOB = """query($id: ID!) { job(id: $id) { id status error progress { done total } counts
   resultFile { name size downloadUrl } } }"""
 KEY = "{ workspaceExportKey { algorithm key cellFormat } }"
 
@@ -239,6 +239,19 @@ async def test_export_download_needs_a_valid_unexpired_link_of_its_workspace(api
     assert (await api.client.get(forged)).status_code == 404  # a valid link of another workspace finds nothing
     tampered = url.replace(f"?token={file_id}.{api.workspace_id}.", f"?token={file_id}.{other.workspace_id}.")
     assert (await api.client.get(tampered)).status_code == 403
+
+
+async def test_download_links_expire_after_the_configured_time(api: Api, redis_url: str, monkeypatch: Any) -> None:
+    import time
+
+    from models import files
+
+    await people(api)
+    job, _ = await export(api, redis_url, columns={"fields": ["id"]})
+    monkeypatch.setattr(files.settings(), "download_token_ttl_s", 120)
+    url = (await api(JOB, id=job["id"]))["job"]["resultFile"]["downloadUrl"]
+    expires = int(url.split("token=")[1].split(".")[2])
+    assert time.time() + 100 < expires <= time.time() + 121
 
 
 async def test_cancelled_export_keeps_no_file_and_a_retry_starts_over(
