@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     db_pool_max: int = 10
     import_batch_size: int = 5000  # rows per committed batch (and per checkpoint) of an import
     import_parse_workers: int = 0  # processes parsing import rows ahead of the writer (0: one thread)
+    push_batch_size: int = 10_000  # users read (one SQL statement) and produced per checkpoint of a Kafka push
+    push_readers: int = 4  # Kafka push batches read at once, each on its own pooled connection
     job_stale_after_s: float = 120.0  # a RUNNING job silent this long lost its worker: the next attempt resumes it
 
     # Files: uploads, exports and error reports live under files_dir; download links are signed.

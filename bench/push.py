@@ -84,16 +84,17 @@ async def push_job(group_id: int, destination_id: int) -> tuple[float, dict]:
 async def floor(bootstrap: str, topic: str, count: int, sample: bytes) -> float:
     """The producer alone: the job's KafkaSink sending `count` pre-built messages in the job's batch size."""
     from jobs.kafka_sink import KafkaSink
-    from jobs.pushes import KAFKA_BATCH
     from models.destinations import KafkaConfig
+    from settings import get_settings
 
     records = [(f"VXNlcjo{i}".encode(), sample) for i in range(count)]
     config = KafkaConfig(bootstrap_servers=[bootstrap], topic=topic, idempotence=False)
+    batch = get_settings().push_batch_size
     started = time.perf_counter()
     async with KafkaSink(config, {}) as sink:
         pending: list = []
-        for start in range(0, count, KAFKA_BATCH):
-            futures = await sink.send(records[start:start + KAFKA_BATCH])
+        for start in range(0, count, batch):
+            futures = await sink.send(records[start:start + batch])
             await asyncio.gather(*pending)
             pending = futures
         await asyncio.gather(*pending)
@@ -113,7 +114,7 @@ async def main() -> None:
     await seed(url, args.users)
     broker = Tansu(Path(tempfile.gettempdir()) / "roster-bench-tansu.log")
     bootstrap = broker.start()
-    # The job reads KAFKA_READERS batches at once and needs one more connection for checkpoints.
+    # The job reads PUSH_READERS batches at once and needs one more connection for checkpoints.
     await Tortoise.init(config=db.tortoise_config(url, pool_max=6))
     try:
         group_id = await everyone_group(args.users)

@@ -21,14 +21,14 @@ from models import audiences, db
 from models.destinations import databank_config, destination_row, kafka_config, secrets_of
 from models.enums import DestinationKind, JobKind
 from models.errors import DomainError
+from settings import get_settings
 
-KAFKA_BATCH = 10_000  # users read (one SQL statement) and produced per checkpoint
-# Batches read at once, each on its own pooled connection (the pool needs one more for sizing
-# batches and checkpoints: db_pool_max >= KAFKA_READERS + 1, or reads queue for connections).
-# PostgreSQL building the JSON is the bottleneck. On 2 cores (bench/push.py): 2 readers ~90k msg/s,
-# 3 ~101k, 4 ~108k: a backend stalls once its socket buffer is full while the worker is producing,
-# so more reads than cores keep the cores busy. Memory: (KAFKA_READERS + 1) batches.
-KAFKA_READERS = 4
+# Settings PUSH_BATCH_SIZE (users read, one SQL statement, and produced per checkpoint) and PUSH_READERS
+# (batches read at once), read when a push starts. Each read runs on its own pooled connection (the pool
+# needs one more for sizing batches and checkpoints: db_pool_max >= PUSH_READERS + 1, or reads queue for
+# connections). PostgreSQL building the JSON is the bottleneck. On 2 cores (bench/push.py): 2 readers
+# ~90k msg/s, 3 ~101k, 4 ~108k: a backend stalls once its socket buffer is full while the worker is
+# producing, so more reads than cores keep the cores busy. Memory: (PUSH_READERS + 1) batches.
 
 
 @dataclass
@@ -67,7 +67,7 @@ async def run_push(run: JobRun) -> JobResult:
 
 async def _push_to_kafka(run: JobRun, params: PushParams, destination: Any, checkpoint: dict[str, Any]
                          ) -> dict[str, int]:
-    """Read up to KAFKA_READERS batches at once while the previous one is in flight; checkpoint in order.
+    """Read up to PUSH_READERS batches at once while the previous one is in flight; checkpoint in order.
 
     Each batch is a disjoint user-id range (after, upto], sized up front by an index-only scan
     (`batch_end`), so the next batches' reads run concurrently on their own pooled connections:
@@ -77,13 +77,14 @@ async def _push_to_kafka(run: JobRun, params: PushParams, destination: Any, chec
     """
     counts = Counter({"users": 0, "messages": 0, **checkpoint.get("counts", {})})
     after = checkpoint.get("last_user_id", 0)
+    batch_size, readers = get_settings().push_batch_size, get_settings().push_readers
     dense_sql = audiences.message_sql(params.fields, dense=True)
     sparse_sql = audiences.message_sql(params.fields, dense=False)
-    limit = 2 * KAFKA_BATCH  # members added to a range after it was sized are read by a follow-up read
+    limit = 2 * batch_size  # members added to a range after it was sized are read by a follow-up read
 
     def read(lo: int, hi: int, first: int) -> asyncio.Task[list[Any]]:
         # Range scans of identities and tags pay off when members fill most of the ids from the first one.
-        sql = dense_sql if hi - first < 2 * KAFKA_BATCH else sparse_sql
+        sql = dense_sql if hi - first < 2 * batch_size else sparse_sql
         return asyncio.create_task(audiences.message_batch(
             sql, run.workspace_id, params.group_id, lo, hi, limit, params.fields,
             params.group_global_id, params.requested_at))
@@ -93,8 +94,8 @@ async def _push_to_kafka(run: JobRun, params: PushParams, destination: Any, chec
 
     async def fill() -> None:
         nonlocal next_after
-        while next_after is not None and len(reads) < KAFKA_READERS:
-            batch = await audiences.batch_end(run.workspace_id, params.group_id, next_after, KAFKA_BATCH)
+        while next_after is not None and len(reads) < readers:
+            batch = await audiences.batch_end(run.workspace_id, params.group_id, next_after, batch_size)
             if batch is None:
                 next_after = None
             else:

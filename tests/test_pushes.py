@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from jobs import databank, pushes
+from jobs import databank
 from jobs.databank import RetryPolicy
 from jobs.kafka_sink import producer_options
 from jobs.runner import run_job
@@ -33,6 +33,7 @@ from models import audiences
 from models.destinations import KafkaConfig
 from models.enums import Role
 from schema.common import to_global_id
+from settings import get_settings
 from tests import factories as f
 from tests.conftest import Api, make_workspace, other_key
 from tests.processes import free_port
@@ -191,7 +192,7 @@ def test_kafka_producer_is_idempotent_with_acks_all_by_default() -> None:
 
 async def test_kafka_push_sends_one_message_per_member_with_only_the_fields_the_key_may_read(
         api: Api, redis_url: str, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pushes, "KAFKA_BATCH", 7)  # several batches, each checkpointed
+    monkeypatch.setattr(get_settings(), "push_batch_size", 7)  # several batches, each checkpointed
     group, user_ids = await audience(api, 30)
     topic = f"audiences-{uuid.uuid4().hex[:8]}"
     destination = await kafka_destination(api, kafka_bootstrap, topic)
@@ -241,7 +242,7 @@ async def test_kafka_push_of_a_sparse_group_reads_members_only_and_in_concurrent
         api: Api, redis_url: str, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Every fifth user is a member: a batch of 2 members spans ~10 user ids, more than twice the batch,
     # so identities and tags are looked up per member (the sparse statement), 3 ranges read at once.
-    monkeypatch.setattr(pushes, "KAFKA_BATCH", 2)
+    monkeypatch.setattr(get_settings(), "push_batch_size", 2)
     statements: list[str] = []
     real_batch = audiences.message_batch
 
@@ -284,7 +285,7 @@ async def test_kafka_push_reads_a_range_holding_more_members_than_sized_in_parts
         api: Api, redis_url: str, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Members added to a range after it was sized: the read stops at its guard (2 × batch) and the
     # rest of the range is read next, so nobody is skipped or sent twice.
-    monkeypatch.setattr(pushes, "KAFKA_BATCH", 7)
+    monkeypatch.setattr(get_settings(), "push_batch_size", 7)
     real_end = audiences.batch_end
 
     async def one_big_range(workspace_id: int, group_id: int, after: int, size: int) -> tuple[int, int] | None:
