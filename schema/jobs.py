@@ -76,16 +76,23 @@ class Job(Node):
                    finished_at=row["finished_at"], result_file_id=row["result_file_id"],
                    error_file_id=row["error_file_id"])
 
-    @strawberry.field(description="The file the job produced (an export).")
-    async def result_file(self) -> File | None:
-        return await self._file(self.result_file_id)
+    @strawberry.field(description=(
+        "The file the job produced (an export). Only for the key that started the job, or an ADMIN: it holds "
+        "the columns that key may read."))
+    async def result_file(self, info: Info) -> File | None:
+        return await self._file(info, self.result_file_id)
 
-    @strawberry.field(description="The rows the job could not process, with the reason (CSV).")
-    async def error_report(self) -> File | None:
-        return await self._file(self.error_file_id)
+    @strawberry.field(description=(
+        "The rows the job could not process, with the reason (CSV). Only for the key that started the job, "
+        "or an ADMIN: it holds the original rows."))
+    async def error_report(self, info: Info) -> File | None:
+        return await self._file(info, self.error_file_id)
 
-    async def _file(self, file_id: int | None) -> File | None:
-        if file_id is None:
+    async def _file(self, info: Info, file_id: int | None) -> File | None:
+        # jobs:read (every role) shows a job's progress, not its data: a file's link would hand an
+        # ANALYST or PARTNER key the phones of an OPERATOR's export.
+        principal = info.context.principal
+        if file_id is None or principal is None or not (principal.can("*") or principal.actor == self.created_by):
             return None
         row = await db.fetchrow("SELECT * FROM files WHERE workspace_id = $1 AND id = $2", self.workspace_id, file_id)
         return File.from_row(row) if row else None

@@ -516,3 +516,20 @@ async def test_job_progress_streams_over_a_real_websocket_under_uvicorn(
 
     assert seen[0] == ("QUEUED", 0) and seen[-1] == ("SUCCEEDED", BATCHES)
     assert ("RUNNING", 1) in seen and ("RUNNING", 2) in seen
+
+
+async def test_a_jobs_files_are_only_for_the_key_that_started_it_and_admins(api: Api, redis_url: str) -> None:
+    """jobs:read shows every job's progress, but an export's file holds the columns of the key that asked."""
+    from tests.test_exports import JOB, export, people
+
+    await people(api)
+    operator = await other_key(api, Role.OPERATOR)
+    job, rows = await export(operator, redis_url, columns={"fields": ["id"], "identities": ["PHONE"]})
+    assert any(cell.startswith("+86") for row in rows for cell in row)
+    assert (await operator(JOB, id=job["id"]))["job"]["resultFile"] is not None
+    assert (await api(JOB, id=job["id"]))["job"]["resultFile"] is not None  # ADMIN
+    analyst = await other_key(api, Role.ANALYST)
+    seen = (await analyst(JOB, id=job["id"]))["job"]
+    assert seen["status"] == "SUCCEEDED" and seen["resultFile"] is None
+    other_operator = await other_key(api, Role.OPERATOR)
+    assert (await other_operator(JOB, id=job["id"]))["job"]["resultFile"] is None
