@@ -35,9 +35,27 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
-# Worth another try: the receiver is overloaded, restarting or rate-limiting. Any other 4xx is our
-# request's fault and would fail the same way again.
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Worth another try: any 5xx (the receiver or a proxy in front of it failing, overloaded or restarting,
+# including non-standard ones such as Cloudflare's 520-527) and these 4xx (timeout, too early,
+# rate-limited). Any other 4xx is our request's fault and would fail the same way again.
+RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+def retryable(status: int) -> bool:
+    return status >= 500 or status in RETRYABLE_4XX
+
+
+def retry_after(value: str | None, max_s: float) -> float | None:
+    """A numeric Retry-After (seconds), at most max_s; None when absent or not a number (an HTTP date)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return min(seconds, max_s)
 
 
 class DatabankError(DomainError):
@@ -67,9 +85,11 @@ class DatabankClient:
         DatabankError after a 4xx (not retried) or when the retries run out on 5xx/timeouts/connection errors.
         """
         reason = ""
+        wait: float | None = None  # the receiver's Retry-After for the next try, if it gave one
         for attempt in range(self.policy.attempts):
             if attempt:
-                await asyncio.sleep(self.policy.delay(attempt - 1))
+                await asyncio.sleep(self.policy.delay(attempt - 1) if wait is None else wait)
+                wait = None
             timestamp = str(int(time.time()))
             headers = {"X-Roster-Key-Id": self.config.access_key_id, "X-Roster-Timestamp": timestamp,
                        "X-Roster-Signature": sign(self.secret, timestamp, body), "Idempotency-Key": idempotency_key}
@@ -81,7 +101,8 @@ class DatabankClient:
             if response.is_success:
                 return attempt + 1
             reason = f"HTTP {response.status_code}: {response.text[:300]}"
-            if response.status_code not in RETRYABLE_STATUS:
+            if not retryable(response.status_code):
                 raise DatabankError("DATABANK_REJECTED", f"the Data Bank refused {label}: {reason}")
+            wait = retry_after(response.headers.get("Retry-After"), self.policy.max_s)
         raise DatabankError("DATABANK_UNAVAILABLE",
                             f"the Data Bank did not accept {label} after {self.policy.attempts} tries: {reason}")

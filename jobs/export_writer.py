@@ -27,8 +27,14 @@ COMPRESS_LEVEL = 1
 
 
 def encrypt_cell(aes: AESGCM, text: str) -> str:
-    """base64(nonce || ciphertext || tag): AES-256-GCM with a fresh random 12-byte nonce per cell."""
+    """base64(nonce || ciphertext || tag): AES-256-GCM with a fresh random 12-byte nonce per cell.
+
+    The first base64 character comes from the nonce's top 6 bits; 62 is '+', which a spreadsheet reads
+    as a formula, so such a nonce is drawn again (1 in 64; still random, 2^94 nonces left to draw from).
+    """
     nonce = os.urandom(NONCE_BYTES)
+    while nonce[0] >> 2 == 62:
+        nonce = os.urandom(NONCE_BYTES)
     return base64.b64encode(nonce + aes.encrypt(nonce, text.encode(), None)).decode()
 
 
@@ -53,18 +59,30 @@ class CsvZipWriter:
 
     def __enter__(self) -> CsvZipWriter:
         self._zip = zipfile.ZipFile(self.path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL)
-        entry = zipfile.ZipInfo(self.csv_name, date_time=time.localtime()[:6])  # not zipfile's 1980 default
-        entry.compress_type = zipfile.ZIP_DEFLATED
-        entry._compresslevel = COMPRESS_LEVEL  # type: ignore[attr-defined]  # what ZipFile.open(name) sets
-        self._stream = self._zip.open(entry, "w", force_zip64=True)
-        self._stream.write("\ufeff".encode())  # the BOM: spreadsheets then read the file as UTF-8
+        try:
+            entry = zipfile.ZipInfo(self.csv_name, date_time=time.localtime()[:6])  # not zipfile's 1980 default
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry._compresslevel = COMPRESS_LEVEL  # type: ignore[attr-defined]  # what ZipFile.open(name) sets
+            self._stream = self._zip.open(entry, "w", force_zip64=True)
+            self._stream.write("\ufeff".encode())  # the BOM: spreadsheets then read the file as UTF-8
+        except BaseException:
+            self._close()  # __exit__ does not run when __enter__ raises: the file must not stay open
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        assert self._zip is not None
-        self._stream.close()
-        self._zip.close()
+        self._close()
+
+    def _close(self) -> None:
+        """Close the CSV entry, then the ZIP, even when closing the entry fails (the file handle is freed)."""
+        stream, archive, self._stream, self._zip = self._stream, self._zip, None, None
+        try:
+            if stream is not None:
+                stream.close()
+        finally:
+            if archive is not None:
+                archive.close()
 
     def header(self, labels: Sequence[str]) -> None:
         # Tag names are user text too: headers get the same formula guard as cells.

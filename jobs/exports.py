@@ -75,7 +75,7 @@ async def _write(run: JobRun, writer: CsvZipWriter, batches: AsyncIterator[tuple
     try:
         async for kind, payload, users in batches:
             if writing is not None:
-                await writing
+                await asyncio.shield(writing)  # cancelled here, the write goes on: `finally` waits for it
             write = writer.copy_text if kind == "copy" else writer.records
             writing = asyncio.ensure_future(asyncio.to_thread(write, payload))
             counts["users"] += users
@@ -83,7 +83,30 @@ async def _write(run: JobRun, writer: CsvZipWriter, batches: AsyncIterator[tuple
             await run.save(None, checkpoint={"users": counts["users"]}, done=counts["users"], counts=counts)
     finally:
         if writing is not None:
-            await writing  # the file must not be closed under a write in progress
+            # The file must not be closed under a write in progress. A thread cannot be cancelled: if this
+            # task is cancelled, a plain `await writing` would cancel the future and return at once while
+            # the thread still writes; shielded, the wait goes on until the thread is done.
+            await _wait_through_cancellation(writing)
+
+
+async def _wait_through_cancellation(future: asyncio.Future[None]) -> None:
+    """Await `future` to its end even when cancelled meanwhile (then re-raise the CancelledError after)."""
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError as exc:
+            if future.done():  # the future itself was cancelled, not this wait
+                raise
+            cancelled = exc
+            continue
+        except BaseException:
+            if cancelled is not None:
+                raise cancelled from None
+            raise
+        break
+    if cancelled is not None:
+        raise cancelled
 
 
 async def _batches(workspace_id: int, params: ExportParams, selection: Selection, fetch_rows: bool,

@@ -14,7 +14,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from models.destinations import KafkaConfig
+from models.destinations import KafkaConfig, is_loopback
+from models.errors import DomainError
 
 # Big batches, sent as soon as a push batch is appended: throughput over latency.
 MAX_BATCH_BYTES = 1 << 20
@@ -64,6 +65,9 @@ def producer_options(config: KafkaConfig, secrets: dict[str, str]) -> dict[str, 
         "compression_type": None if config.compression == "NONE" else config.compression.lower(),
     }
     if config.sasl_mechanism:
+        if not config.tls and not all(is_loopback(s.rpartition(":")[0]) for s in config.bootstrap_servers):
+            # destinationCreate refuses this; a destination stored before that check must not leak the password
+            raise DomainError("TLS_REQUIRED", "SASL without TLS is only allowed to a loopback broker")
         options.update(security_protocol="SASL_SSL" if config.tls else "SASL_PLAINTEXT",
                        sasl_mechanism=config.sasl_mechanism, sasl_plain_username=config.sasl_username,
                        sasl_plain_password=secrets.get("sasl_password"))
@@ -83,8 +87,10 @@ class KafkaSink:
         self.partitions: list[int] = []
 
     async def __aenter__(self) -> KafkaSink:
-        await self.producer.start()
         try:
+            # start() can fail after opening connections (bootstrap reached, then auth or metadata fails):
+            # stop() closes them either way.
+            await self.producer.start()
             # Waits for the topic's metadata (a missing topic fails here, before any batch is read).
             self.partitions = sorted(await self.producer.partitions_for(self.topic))
         except BaseException:

@@ -152,7 +152,13 @@ def kafka_destination(name: str, servers: list[str], topic: str, *, tls: bool, s
     if compression not in COMPRESSIONS:
         raise DomainError("INVALID_COMPRESSION", f"compression is one of {', '.join(COMPRESSIONS)}",
                           [*base, "compression"])
-    config = KafkaConfig(bootstrap_servers=validate_bootstrap_servers(servers, [*base, "bootstrapServers"]),
+    bootstrap = validate_bootstrap_servers(servers, [*base, "bootstrapServers"])
+    if sasl_mechanism is not None and not tls and not all(
+            is_loopback(server.rpartition(":")[0]) for server in bootstrap):
+        # SASL_PLAINTEXT sends the password (PLAIN) or the login exchange unencrypted: only to a local broker.
+        raise DomainError("TLS_REQUIRED", "SASL needs tls: true (without TLS only to a loopback host)",
+                          [*base, "tls"])
+    config = KafkaConfig(bootstrap_servers=bootstrap,
                          topic=validate_topic(topic, [*base, "topic"]), tls=tls, sasl_mechanism=sasl_mechanism,
                          sasl_username=sasl_username if sasl_mechanism else None, idempotence=idempotence,
                          compression=compression)

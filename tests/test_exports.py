@@ -1,20 +1,26 @@
 """exportStart end to end: the job on a real arq worker, the ZIP a user downloads, permissions, the CLI."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import io
 import os
 import subprocess
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
-from jobs.export_writer import decrypt_cell
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from jobs import exports
+from jobs.export_writer import CsvZipWriter, decrypt_cell, encrypt_cell
 from jobs.runner import JobRun, run_job
 from models import db, files
 from models.enums import Role
@@ -113,7 +119,11 @@ async def test_export_without_columns_has_every_field_identity_and_tag(api: Api,
     assert len(rows) == 4 and all(len(r) == len(header) for r in rows)
 
 
-async def test_export_by_filter_has_exactly_the_users_the_users_query_lists(api: Api, redis_url: str) -> None:
+@pytest.mark.parametrize("batch_size", [None, 1], ids=["one-batch", "batches-of-1"])
+async def test_export_by_filter_has_exactly_the_users_the_users_query_lists(
+        api: Api, redis_url: str, monkeypatch: pytest.MonkeyPatch, batch_size: int | None) -> None:
+    if batch_size is not None:  # every user its own page: the keyset paging after the last id is exercised
+        monkeypatch.setattr("jobs.exports.BATCH_SIZE", batch_size)
     p = await people(api)
     await f.user(api, "zed", phone="+8613011110009", tags=[{"key": "tier", "values": ["gold"]}])
     filters = [{"groupIds": [p["vip"]["id"]]},
@@ -319,3 +329,78 @@ async def test_roster_export_writes_the_zip_with_a_progress_bar(
                               "--filter", '{"tags": [{"key": "nope", "op": "EXISTS"}]}'],
                              env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "UNKNOWN_TAG" in refused.stderr
+
+
+# --- the writer -------------------------------------------------------------------------------------------
+
+def test_aes_cells_never_start_with_a_formula_trigger_and_all_decrypt() -> None:
+    key = os.urandom(32)
+    aes = AESGCM(key)
+    values = [f"+8613{i:09d}" for i in range(2000)]
+    cells = [encrypt_cell(aes, v) for v in values]
+    # base64 starts with '+' when the nonce's top 6 bits are 62 (1 in 64 before the fix: ~31 in 2000)
+    assert not [c for c in cells if c.startswith("+")]
+    assert [decrypt_cell(key, c) for c in cells] == values
+
+
+def test_writer_closes_the_zip_when_opening_the_entry_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archives: list[zipfile.ZipFile] = []
+
+    def refuse(self: zipfile.ZipFile, *args: Any, **kwargs: Any) -> Any:
+        archives.append(self)
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", refuse)
+    with pytest.raises(OSError, match="no space"):
+        with CsvZipWriter(tmp_path / "x.zip", "x.csv"):
+            pass
+    assert len(archives) == 1 and archives[0].fp is None  # closed: no file handle left open
+
+
+def test_writer_closes_the_zip_when_closing_the_entry_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail_close(self: Any) -> None:  # as a failed flush of the last compressed block would
+        io.BufferedIOBase.close(self)
+        self._zipfile._writing = False  # what _ZipWriteFile.close does in its finally
+        raise OSError("no space left on device")
+
+    with pytest.raises(OSError, match="no space"):
+        with CsvZipWriter(tmp_path / "x.zip", "x.csv") as writer:
+            writer.header(["a"])
+            archive = writer._zip
+            assert archive is not None
+            monkeypatch.setattr(zipfile._ZipWriteFile, "close", fail_close)  # type: ignore[attr-defined]
+    assert archive.fp is None
+
+
+async def test_a_cancelled_export_waits_for_the_write_in_progress() -> None:
+    started, release = threading.Event(), threading.Event()
+    written: list[bytes] = []
+
+    class Writer:
+        def copy_text(self, data: bytes) -> None:
+            started.set()
+            release.wait(10)
+            written.append(data)
+
+    class Run:
+        async def save(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    async def batches() -> Any:
+        yield "copy", b"1", 1
+        yield "copy", b"2", 1  # _write waits here for the first batch's write
+
+    task = asyncio.create_task(exports._write(Run(), Writer(), batches(), {"users": 0}))  # type: ignore[arg-type]
+    try:
+        await asyncio.to_thread(started.wait, 10)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.1)
+        task.cancel()  # a second cancellation does not cut the wait short either
+        await asyncio.sleep(0.1)
+        assert not task.done()  # the ZIP would be closed under the thread still writing
+    finally:
+        release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert written == [b"1"]

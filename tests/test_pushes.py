@@ -18,6 +18,7 @@ import orjson
 import pytest
 import uvicorn
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaConnectionError
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 from starlette.applications import Starlette
@@ -27,10 +28,11 @@ from starlette.routing import Route
 
 from jobs import databank
 from jobs.databank import RetryPolicy
-from jobs.kafka_sink import producer_options
+from jobs.kafka_sink import KafkaSink, producer_options
 from jobs.runner import run_job
 from models import audiences
 from models.destinations import KafkaConfig
+from models.errors import DomainError
 from models.enums import Role
 from schema.common import to_global_id
 from settings import get_settings
@@ -119,6 +121,7 @@ async def job(api: Api, job_id: str) -> dict[str, Any]:
 
 async def test_destination_create_reports_invalid_input_with_codes(api: Api) -> None:
     kafka = {"bootstrapServers": ["127.0.0.1:9092"], "topic": "audiences"}
+    sasl = {"mechanism": "SCRAM_SHA_256", "username": "u", "password": "kafka-password"}
     bank = {"endpoint": "https://bank.example.com/v1/audiences", "accessKeyId": "AK1", "accessKeySecret": SECRET,
             "identityType": "PHONE", "hash": "SHA256"}
     cases = [
@@ -127,6 +130,11 @@ async def test_destination_create_reports_invalid_input_with_codes(api: Api) -> 
         ({"name": "x", "kafka": {**kafka, "topic": "bad topic!"}}, "INVALID_TOPIC"),
         ({"name": "x", "kafka": {**kafka, "sasl": {"mechanism": "PLAIN", "username": "u", "password": ""}}},
          "INVALID_SASL"),
+        # SASL without TLS would send the password in plaintext: only to a loopback broker
+        ({"name": "x", "kafka": {**kafka, "bootstrapServers": ["kafka-1.example.com:9092"], "sasl": sasl}},
+         "TLS_REQUIRED"),
+        ({"name": "x", "kafka": {**kafka, "bootstrapServers": ["127.0.0.1:9092", "10.0.0.5:9092"], "sasl": sasl}},
+         "TLS_REQUIRED"),
         ({"name": "x", "databank": {**bank, "endpoint": "http://bank.example.com/"}}, "INSECURE_ENDPOINT"),
         ({"name": "x", "databank": {**bank, "endpoint": "ftp://bank.example.com/"}}, "INVALID_ENDPOINT"),
         ({"name": "x", "databank": {**bank, "identityType": "INSTAGRAM"}}, "UNSUPPORTED_IDENTITY_TYPE"),
@@ -176,6 +184,44 @@ async def test_only_admin_keys_create_or_delete_destinations(api: Api) -> None:
     assert (await operator(DESTINATIONS))["destinations"]["totalCount"] == 1  # operators pick destinations
     assert (await api.ok(DELETE, id=created["id"]))["deletedId"] == created["id"]
     assert (await api(DELETE, id=created["id"]))["destinationDelete"]["userErrors"][0]["code"] == "NOT_FOUND"
+
+
+async def test_sasl_without_tls_is_accepted_only_to_loopback_brokers(api: Api) -> None:
+    sasl = {"mechanism": "PLAIN", "username": "u", "password": "kafka-password"}
+    local = await api.ok(CREATE, input={"name": "Local", "kafka": {
+        "bootstrapServers": ["localhost:9092", "127.0.0.1:9093", "[::1]:9094"], "topic": "t", "sasl": sasl}})
+    assert local["destination"]["kafka"]["tls"] is False
+    remote = await api.ok(CREATE, input={"name": "Remote", "kafka": {
+        "bootstrapServers": ["kafka-1.example.com:9093"], "topic": "t", "tls": True, "sasl": sasl}})
+    assert remote["destination"]["kafka"]["saslMechanism"] == "PLAIN"
+    # a destination stored before the check: the producer refuses to send its password in plaintext
+    with pytest.raises(DomainError) as refused:
+        producer_options(KafkaConfig(bootstrap_servers=["kafka-1.example.com:9092"], topic="t",
+                                     sasl_mechanism="PLAIN", sasl_username="u"), {"sasl_password": "p"})
+    assert refused.value.code == "TLS_REQUIRED"
+    assert producer_options(KafkaConfig(bootstrap_servers=["127.0.0.1:9092"], topic="t", sasl_mechanism="PLAIN",
+                                        sasl_username="u"), {"sasl_password": "p"})["security_protocol"] \
+        == "SASL_PLAINTEXT"
+
+
+async def test_kafka_sink_stops_the_producer_when_start_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = KafkaSink(KafkaConfig(bootstrap_servers=["127.0.0.1:9"], topic="t"), {})
+    stopped: list[bool] = []
+    real_stop = sink.producer.stop
+
+    async def start() -> None:  # as when the bootstrap connection opened, then authentication failed
+        raise KafkaConnectionError("authentication failed")
+
+    async def stop() -> None:
+        stopped.append(True)
+        await real_stop()
+
+    monkeypatch.setattr(sink.producer, "start", start)
+    monkeypatch.setattr(sink.producer, "stop", stop)
+    with pytest.raises(KafkaConnectionError):
+        async with sink:
+            pass
+    assert stopped == [True]
 
 
 def test_kafka_producer_is_idempotent_with_acks_all_by_default() -> None:
@@ -385,6 +431,45 @@ async def test_databank_push_posts_signed_batches_of_hashed_phones_and_retries_5
     pushed = {h for b in receiver.accepted for h in b["identifiers"]}
     assert pushed == {sha256(f"+861300000{i:04d}") for i in range(25)}  # SHA256 of the E.164 phone
     assert sha256("+8613999999999") not in pushed  # not a member
+
+
+async def test_databank_push_retries_any_5xx_and_honours_retry_after(
+        api: Api, redis_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver.fail = lambda call: 520 if call == 1 else None  # Cloudflare's "unknown error", not in a fixed list
+    group, _ = await audience(api, 5)
+    destination = await bank_destination(api, receiver.url)
+    started = await push(api, group["id"], destination["id"])
+    await work(redis_url)
+    done = await job(api, started["job"]["id"])
+    assert done["status"] == "SUCCEEDED", done
+    assert done["counts"]["retries"] == 1 and receiver.calls == 2 and len(receiver.accepted) == 1
+
+    # A numeric Retry-After replaces the backoff, capped at max_s; a date or garbage falls back to it.
+    assert databank.retry_after("2", 30.0) == 2.0 and databank.retry_after("120", 30.0) == 30.0
+    assert databank.retry_after("Wed, 21 Oct 2026 07:28:00 GMT", 30.0) is None
+    assert databank.retry_after(None, 30.0) is None and databank.retry_after("-1", 30.0) is None
+    assert [s for s in (400, 401, 404, 408, 422, 425, 429, 500, 501, 503, 520, 599) if databank.retryable(s)] == [
+        408, 425, 429, 500, 501, 503, 520, 599]
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def record_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        await real_sleep(0)
+
+    answers = iter([httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(503),
+                    httpx.Response(200)])
+    config = databank.DatabankConfig(endpoint=receiver.url, access_key_id="AK1", identity_type="PHONE",
+                                     hash="SHA256")
+    policy = RetryPolicy(attempts=4, base_s=0.01, max_s=5.0, timeout_s=5)
+    async with databank.DatabankClient(config, SECRET, policy) as client:
+        real_http, client.http = client.http, httpx.AsyncClient(
+            transport=httpx.MockTransport(lambda request: next(answers)))
+        await real_http.aclose()
+        with monkeypatch.context() as patch:
+            patch.setattr(databank.asyncio, "sleep", record_sleep)
+            assert await client.post(b"{}", "key", "batch 1") == 3
+    assert sleeps[0] == 5.0 and 0.02 <= sleeps[1] <= 0.024  # Retry-After 7 capped at 5 s, then the 2nd backoff
 
 
 async def test_databank_push_fails_with_the_reason_when_retries_run_out(
