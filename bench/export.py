@@ -23,7 +23,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import embedded  # noqa: E402
-from bench.seed import BENCH_DATA, database_url, seed  # noqa: E402
+from bench.seed import BENCH_DATA, database_url, flush_redis, peak_rss_mb, seed  # noqa: E402
 from models import db  # noqa: E402
 
 DATABASE = "roster_bench_export"
@@ -55,22 +55,6 @@ async def start_export(url: str, redis_url: str, encryption: dict[str, str]) -> 
     finally:
         await redis.aclose()
     return job_id
-
-
-async def _flush(redis_url: str) -> None:
-    from arq import create_pool
-    from arq.connections import RedisSettings
-
-    pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    await pool.flushdb()
-    await pool.aclose()
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def run_once(url: str, redis_url: str, data_dir: Path, name: str, encryption: dict[str, str],
@@ -114,7 +98,7 @@ async def main() -> None:
     await seed(url, args.users)
     redis = embedded.EmbeddedRedis(BENCH_DATA / "redis-export")
     redis_url = os.environ.get("REDIS_URL") or redis.start()
-    await _flush(redis_url)  # job ids restart with a reseeded database: forget the last run's arq jobs
+    await flush_redis(redis_url)  # job ids restart with a reseeded database: forget the last run's arq jobs
     results = []
     try:
         for name, encryption in RUNS.items():

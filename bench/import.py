@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import embedded  # noqa: E402
 from bench.contacts_csv import generate  # noqa: E402
-from bench.seed import BENCH_DATA  # noqa: E402
+from bench.seed import BENCH_DATA, flush_redis, peak_rss_mb  # noqa: E402
 from models import db  # noqa: E402
 
 DATABASE = "roster_bench_import"
@@ -98,22 +98,6 @@ async def start_import(url: str, redis_url: str, data_dir: Path, path: Path) -> 
         return from_global_id(started["job"]["id"])[1]
 
 
-async def _flush(redis_url: str) -> None:
-    from arq import create_pool
-    from arq.connections import RedisSettings
-
-    pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    await pool.flushdb()
-    await pool.aclose()
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -130,7 +114,7 @@ async def main() -> None:
 
     redis = embedded.EmbeddedRedis(BENCH_DATA / "redis-import")
     redis_url = os.environ.get("REDIS_URL") or redis.start()
-    await _flush(redis_url)  # job ids restart with the fresh database: forget the last run's arq jobs
+    await flush_redis(redis_url)  # job ids restart with the fresh database: forget the last run's arq jobs
     data_dir = BENCH_DATA / "import-data"
     job_id = await start_import(url, redis_url, data_dir, path)
     env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "DATA_DIR": str(data_dir),

@@ -128,6 +128,24 @@ async def api_key(url: str, role: str = "ADMIN") -> str:
         await Tortoise.close_connections()
 
 
+async def flush_redis(redis_url: str) -> None:
+    """Job ids restart with a fresh database, and arq keeps results for an hour: forget the last run's."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    await pool.flushdb()
+    await pool.aclose()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process (Linux), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

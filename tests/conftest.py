@@ -76,6 +76,21 @@ async def clean_tables(app: Any) -> AsyncIterator[None]:
     await app.state.redis.flushdb()  # job ids restart with the tables; arq keeps results for an hour
 
 
+async def work(redis_url: str) -> None:
+    """Run the queued jobs in this process with a burst arq worker (returns when the queue is empty)."""
+    from arq.connections import RedisSettings
+    from arq.worker import Worker, func
+
+    from jobs.runner import run_job
+
+    worker = Worker(functions=[func(run_job, name="run_job")], redis_settings=RedisSettings.from_dsn(redis_url),
+                    burst=True, handle_signals=False, poll_delay=0.05)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
 class Api:
     """A GraphQL caller holding one API key."""
 

@@ -14,8 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from arq.connections import RedisSettings
-from arq.worker import Worker, func
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -29,7 +27,7 @@ from models.files import download_token
 from models.workspaces import create_workspace
 from schema.common import from_global_id
 from tests import factories as f
-from tests.conftest import Api, make_workspace, other_key
+from tests.conftest import Api, make_workspace, other_key, work
 from tests.processes import ROSTER
 
 START = """mutation($input: ExportStartInput!) { exportStart(input: $input) {
@@ -38,14 +36,6 @@ JOB = """query($id: ID!) { job(id: $id) { id status error progress { done total 
   resultFile { name size downloadUrl } } }"""
 KEY = "{ workspaceExportKey { algorithm key cellFormat } }"
 
-
-async def work(redis_url: str) -> None:
-    worker = Worker(functions=[func(run_job, name="run_job")], redis_settings=RedisSettings.from_dsn(redis_url),
-                    burst=True, handle_signals=False, poll_delay=0.05)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
 
 
 def read_zip(content: bytes) -> tuple[bytes, list[list[str]]]:

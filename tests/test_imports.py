@@ -6,12 +6,9 @@ import io
 from typing import Any
 
 import httpx
-from arq.worker import Worker, func
 
-from arq.connections import RedisSettings
-from jobs.runner import run_job
 from tests import factories as f
-from tests.conftest import Api
+from tests.conftest import Api, work
 
 START = """mutation($input: ImportStartInput!) { importStart(input: $input) {
   job { id kind status } group { id name } userErrors { field code message } } }"""
@@ -34,14 +31,6 @@ async def upload(client: httpx.AsyncClient, api: Api, text: str, name: str = "cr
     assert response.status_code == 201, response.text
     return response.json()["uploadId"]
 
-
-async def work(redis_url: str) -> None:
-    worker = Worker(functions=[func(run_job, name="run_job")], redis_settings=RedisSettings.from_dsn(redis_url),
-                    burst=True, handle_signals=False, poll_delay=0.05)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
 
 
 async def start(api: Api, **input_: Any) -> dict[str, Any]:

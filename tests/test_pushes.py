@@ -19,8 +19,6 @@ import pytest
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
-from arq.connections import RedisSettings
-from arq.worker import Worker, func
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,7 +27,6 @@ from starlette.routing import Route
 from jobs import databank
 from jobs.databank import RetryPolicy
 from jobs.kafka_sink import KafkaSink, producer_options
-from jobs.runner import run_job
 from models import audiences
 from models.destinations import KafkaConfig
 from models.errors import DomainError
@@ -37,7 +34,7 @@ from models.enums import Role
 from schema.common import to_global_id
 from settings import get_settings
 from tests import factories as f
-from tests.conftest import Api, make_workspace, other_key
+from tests.conftest import Api, make_workspace, other_key, work
 from tests.processes import free_port
 
 CREATE = """mutation($input: DestinationCreateInput!) { destinationCreate(input: $input) {
@@ -56,14 +53,6 @@ UPSERT = """mutation($input: ContactsUpsertInput!) { contactsUpsert(input: $inpu
 TAG = "mutation($input: UsersTagInput!) { usersTag(input: $input) { usersAffected userErrors { code } } }"
 SECRET = "s3cr3t-access-key-0123456789"
 
-
-async def work(redis_url: str) -> None:
-    worker = Worker(functions=[func(run_job, name="run_job")], redis_settings=RedisSettings.from_dsn(redis_url),
-                    burst=True, handle_signals=False, poll_delay=0.05)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
 
 
 async def audience(api: Api, size: int, name: str = "Leads") -> tuple[dict[str, Any], list[str]]:
