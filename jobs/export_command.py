@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from jobs.runner import run_job
+from jobs.progress_bar import run_with_progress
 from models import db, files
 from models.enums import IdentityType, JobKind, Role
 from models.errors import DomainError
@@ -112,30 +112,8 @@ async def export_to_file(workspace_id: int, out_path: Path, *, filter_json: str 
         raise ExportRefused(plan.errors)
     params = ExportParams(filter=spec, columns=plan.columns, omitted=plan.omitted)
     job_id = await insert_job(workspace_id, JobKind.EXPORT, params.to_json(), created_by="cli")
-    bar = asyncio.create_task(_progress(job_id, out))
-    try:
-        await run_job({}, job_id, 1)
-    finally:
-        bar.cancel()
-    row = await db.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
-    _draw(row, out, final=True)
+    row = await run_with_progress(job_id, out, "users")
     if row["status"] == "SUCCEEDED":
         stored = await db.fetchrow("SELECT * FROM files WHERE id = $1", row["result_file_id"])
         await asyncio.to_thread(shutil.copyfile, files.path_of(stored), out_path)
     return dict(row)
-
-
-async def _progress(job_id: int, out: TextIO) -> None:
-    while True:
-        _draw(await db.fetchrow("SELECT status, progress_done, progress_total FROM jobs WHERE id = $1", job_id), out)
-        await asyncio.sleep(0.5)
-
-
-def _draw(row: Any, out: TextIO, final: bool = False) -> None:
-    done, total, width = row["progress_done"] or 0, row["progress_total"], 30
-    filled = int(width * done / total) if total else (width if final else 0)
-    share = f"{100 * done / total:5.1f}%" if total else ("100.0%" if final else "  ...%")
-    out.write(f"\r[{'#' * filled}{'-' * (width - filled)}] {share} {done:,}/{total or 0:,} users  {row['status']}")
-    if final:
-        out.write("\n")
-    out.flush()

@@ -5,14 +5,13 @@ of on a worker so that an operator can load a file from a shell.
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from jobs.readers import open_table
-from jobs.runner import run_job
+from jobs.progress_bar import run_with_progress
 from models import db, files
 from models.enums import GroupSource, IdentityType, JobKind
 from models.errors import DomainError
@@ -91,13 +90,7 @@ async def import_file(workspace_id: int, path: Path, *, map_spec: str | None, gr
                   "duplicate_policy": "OVERWRITE" if overwrite else "IGNORE", "group_ids": group_ids,
                   "source": source or path.name, "rules": [dataclasses.asdict(r) for r in column_rules(mapping, tags)]}
         job_id = await insert_job(workspace_id, JobKind.IMPORT, params, created_by="cli", conn=conn)
-    bar = asyncio.create_task(_progress(job_id, out))
-    try:
-        await run_job({}, job_id, 1)
-    finally:
-        bar.cancel()
-    row = await db.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
-    _draw(row, out, final=True)
+    row = await run_with_progress(job_id, out, "rows")
     return dict(row)
 
 
@@ -105,23 +98,3 @@ class ImportRefused(Exception):
     def __init__(self, errors: list[DomainError]) -> None:
         super().__init__("; ".join(f"{e.code}: {e.message}" for e in errors))
         self.errors = errors
-
-
-async def _progress(job_id: int, out: TextIO) -> None:
-    while True:
-        row = await db.fetchrow("SELECT status, progress_done, progress_total, counts FROM jobs WHERE id = $1", job_id)
-        _draw(row, out)
-        await asyncio.sleep(0.5)
-
-
-def _draw(row: Any, out: TextIO, final: bool = False) -> None:
-    done, total = row["progress_done"] or 0, row["progress_total"]
-    width = 30
-    filled = int(width * done / total) if total else 0
-    bar = "#" * filled + "-" * (width - filled)
-    share = f"{100 * done / total:5.1f}%" if total else "  ...%"
-    out.write(f"\r[{bar}] {share} {done:,}/{total or 0:,} rows  {row['status']}")
-    if final:
-        out.write("\n")
-    out.flush()
-
