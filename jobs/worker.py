@@ -16,7 +16,7 @@ from tortoise.context import get_current_context
 
 import jobs.imports  # noqa: F401  (registers the IMPORT handler)
 from jobs.runner import RUN_JOB_FUNCTION, recover_stale_jobs_cron
-from models import db
+from models import db, orphans
 from settings import get_settings
 
 logger = logging.getLogger("roster.worker")
@@ -73,8 +73,13 @@ async def purge_expired_files(ctx: dict[str, Any]) -> int:
 
 
 # Job kinds, enqueued by name. Append new ones here. Importing the job modules registers their handlers.
+async def sweep_orphans(ctx: dict[str, Any]) -> int:
+    return await orphans.sweep()
+
+
 FUNCTIONS: list[Any] = [purge_expired_files, RUN_JOB_FUNCTION]
 CRON_JOBS = [cron(purge_expired_files, name="cron:purge_expired_files", minute=0, second=0),
+             cron(sweep_orphans, name="cron:sweep_orphans", second=30),
              cron(recover_stale_jobs_cron, name="cron:recover_stale_jobs", second=0, run_at_startup=True)]
 
 

@@ -90,6 +90,23 @@ async def execute(sql: str, *args: Any, conn: Any = None) -> str:
         return await c.execute(sql, *args)
 
 
+ON_CONFLICT = "/* on conflict */"
+
+
+async def fetchrow_skipping_existing(conn: asyncpg.Connection, sql: str, args: Sequence[Any],
+                                     on_conflict: str) -> asyncpg.Record | None:
+    """Run `sql`, whose INSERTs leave out existing keys by an anti-join, under a savepoint. When a concurrent
+    writer committed one of the same keys meanwhile, run it again with `on_conflict` at ON_CONFLICT.
+
+    `ON CONFLICT` costs a speculative insertion per row: 1M group memberships took 7.8 s with it, 3.2 s without.
+    """
+    try:
+        async with conn.transaction():
+            return await conn.fetchrow(sql, *args)
+    except asyncpg.UniqueViolationError:
+        return await conn.fetchrow(sql.replace(ON_CONFLICT, on_conflict), *args)
+
+
 def ids(values: Sequence[int]) -> list[int]:
     return [int(v) for v in values]
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from models import db
+from models import db, orphans
 from models.errors import DomainError
 from models.filters import SqlBuilder
 
 
 async def delete_selected(b: SqlBuilder, selected: str, conn: Any) -> list[int]:
-    """Delete the selected users (FKs cascade to their rows); DELETION_DISABLED unless the workspace allows it.
+    """Delete the selected users and all their rows; DELETION_DISABLED unless the workspace allows it.
 
     The workspace row is share-locked so that switching deletion off waits for a deletion under way.
     """
@@ -20,4 +20,6 @@ async def delete_selected(b: SqlBuilder, selected: str, conn: Any) -> list[int]:
                           " enable it with workspaceSettingsUpdate(accountDeletionEnabled: true)")
     rows = await db.fetch(f"DELETE FROM users WHERE workspace_id = $1 AND id IN ({selected}) RETURNING id",
                           *b.args, conn=conn)
-    return sorted(r["id"] for r in rows)
+    deleted = sorted(r["id"] for r in rows)
+    await orphans.forget(b.args[0], "user", deleted, conn)
+    return deleted

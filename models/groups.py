@@ -30,25 +30,6 @@ class Group(Model):
         unique_together = (("workspace", "name"),)
 
 
-class GroupMember(Model):
-    id = fields.BigIntField(primary_key=True)
-    workspace = fields.ForeignKeyField("models.Workspace", related_name=False, on_delete=fields.CASCADE,
-                                       db_constraint=False)  # hot child table: user_id's FK suffices
-    workspace_id: int
-    group = fields.ForeignKeyField("models.Group", related_name="members", on_delete=fields.CASCADE)
-    group_id: int
-    user = fields.ForeignKeyField("models.User", related_name="memberships", on_delete=fields.CASCADE)
-    user_id: int
-    source = fields.CharEnumField(GroupSource, max_length=16, default=GroupSource.MANUAL,
-                                  db_default=GroupSource.MANUAL.value)
-    added_at = fields.DatetimeField(db_default=Now(), auto_now_add=True)
-
-    class Meta:
-        table = "group_members"
-        unique_together = (("workspace", "group", "user"),)
-        indexes = (("workspace_id", "user_id"),)
-
-
 def clean_name(name: str) -> str:
     name = name.strip()
     if not name:

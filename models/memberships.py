@@ -1,25 +1,33 @@
 """Set-based group membership changes over a selection of users (one statement per step).
 
 Each takes `selected`, a `SELECT u.id FROM users u WHERE ...` over the builder's arguments, and
-records what changed on the users' timelines (GROUP_CHANGE) in the same statement.
+records what changed on the users' timelines (GROUP_CHANGE) in the same statement: one shared entry
+per group, direction and bucket of neighbouring user ids (models.timeline), not a row per user.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from models import db
 from models.filters import SqlBuilder
+from models.timeline import shared_record_sql
 
-# Appends one GROUP_CHANGE activity per changed user, from a CTE `changes(user_id, group_id, what)`.
-_RECORD = """, recorded AS (
-  INSERT INTO activities (workspace_id, user_id, kind, payload, actor)
-  SELECT $1, user_id, 'GROUP_CHANGE', jsonb_build_object(
-      'added', COALESCE(jsonb_agg(group_id) FILTER (WHERE what = 'added'), '[]'::jsonb),
-      'removed', COALESCE(jsonb_agg(group_id) FILTER (WHERE what = 'removed'), '[]'::jsonb)), {actor}
-  FROM changes GROUP BY user_id RETURNING 1)
+_PAYLOAD = ("jsonb_build_object('added', CASE WHEN what = 'added' THEN jsonb_build_array(group_id) ELSE '[]'::jsonb END,"
+            " 'removed', CASE WHEN what = 'removed' THEN jsonb_build_array(group_id) ELSE '[]'::jsonb END)")
+
+
+def _record(actor: str, distinct_users: bool = True) -> str:
+    """The tail of a statement with a CTE `changes(user_id, group_id, what)`: timeline entries and counts.
+
+    Without `distinct_users` every change is known to be another user's (one group, one direction)."""
+    users = "(SELECT count(*) FROM (SELECT DISTINCT user_id FROM changes) d)" if distinct_users else \
+        "(SELECT count(*) FROM changes)"
+    return f""", recorded AS ({shared_record_sql("changes", "GROUP_CHANGE", "group_id, what", _PAYLOAD, actor)})
 SELECT (SELECT count(*) FROM changes WHERE what = 'added') AS added,
        (SELECT count(*) FROM changes WHERE what = 'removed') AS removed,
-       (SELECT count(*) FROM recorded) AS users"""
+       {users} AS users,
+       (SELECT count(*) FROM recorded) AS entries"""
 
 
 @dataclass
@@ -32,15 +40,22 @@ class MembershipChange:
 
 
 async def _run(sql: str, b: SqlBuilder, conn: Any) -> MembershipChange:
-    row = await conn.fetchrow(sql, *b.args)
+    row = await db.fetchrow_skipping_existing(conn, sql, b.args, "ON CONFLICT (workspace_id, group_id, user_id) DO NOTHING")
+    assert row is not None
     return MembershipChange(added=row["added"], removed=row["removed"], users=row["users"])
 
 
 async def join(b: SqlBuilder, selected: str, group_ids: list[int], conn: Any, *, actor: str,
                leave: str = "none", from_group_id: int | None = None) -> MembershipChange:
     """Selected users join `group_ids`; leave="others" drops their other groups, "from" only `from_group_id`."""
-    groups, who = b.arg(group_ids), b.arg(actor)
-    removal = ""
+    who = b.arg(actor)
+    # One branch per group: each anti-join then sees one group's members (an index range), and the users
+    # keep their scan order, so the inserts append to the indexes instead of landing at random.
+    new_members = " UNION ALL ".join(
+        f"SELECT {g}::bigint AS group_id, s.id AS user_id FROM selected s WHERE NOT EXISTS (SELECT 1 FROM"
+        f" group_members o WHERE o.workspace_id = $1 AND o.group_id = {g}::bigint AND o.user_id = s.id)"
+        for g in (b.arg(group_id) for group_id in group_ids))
+    removal, groups = "", b.arg(group_ids) if leave != "none" else ""
     if leave == "others":
         removal = f"AND NOT gm.group_id = ANY({groups}::bigint[])"
     elif leave == "from":
@@ -52,10 +67,10 @@ async def join(b: SqlBuilder, selected: str, group_ids: list[int], conn: Any, *,
     sql = f"""WITH selected AS ({selected}), {delete}
 added AS (
   INSERT INTO group_members (workspace_id, group_id, user_id, source)
-  SELECT $1, g, s.id, 'MANUAL' FROM selected s CROSS JOIN unnest({groups}::bigint[]) g
-  ON CONFLICT (workspace_id, group_id, user_id) DO NOTHING RETURNING user_id, group_id),
+  SELECT $1, group_id, user_id, 'MANUAL' FROM ({new_members}) n {db.ON_CONFLICT} RETURNING user_id, group_id),
 changes AS (SELECT user_id, group_id, 'added' AS what FROM added
-            UNION ALL SELECT user_id, group_id, 'removed' FROM removed)""" + _RECORD.format(actor=who)
+            UNION ALL SELECT user_id, group_id, 'removed' FROM removed)""" + _record(who, distinct_users=(
+        leave != "none" or len(group_ids) > 1))
     return await _run(sql, b, conn)
 
 
@@ -71,7 +86,7 @@ removed AS (
   DELETE FROM group_members gm USING selected s
   WHERE gm.workspace_id = $1 AND gm.group_id = {group} AND gm.user_id = s.id
     AND gm.user_id NOT IN (SELECT user_id FROM last_group) RETURNING gm.user_id, gm.group_id),
-changes AS (SELECT user_id, group_id, 'removed' AS what FROM removed)""" + _RECORD.format(actor=who) + """,
+changes AS (SELECT user_id, group_id, 'removed' AS what FROM removed)""" + _record(who) + """,
   (SELECT count(*) FROM last_group) AS refused,
   (SELECT array_agg(user_id ORDER BY user_id) FROM (SELECT user_id FROM last_group ORDER BY user_id LIMIT 100) r)
     AS refused_ids"""

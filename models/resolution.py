@@ -12,9 +12,11 @@ from typing import Any
 
 import orjson
 
+from models import orphans
 from models.errors import DomainError
 from models.identities import IdentityKey
 from models.profile import PROFILE_FIELDS
+from models.timeline import BUCKET_BITS
 
 MAX_PER_TYPE = 5
 
@@ -132,5 +134,12 @@ async def merge(workspace_id: int, user_ids: Sequence[int], conn: Any, *, actor:
     await conn.execute(
         "INSERT INTO activities (workspace_id, user_id, kind, payload, actor) VALUES ($1, $2, 'MERGE', $3, $4)",
         workspace_id, survivor, orjson.dumps({"mergedUserIds": others}).decode(), actor)
+    # Entries batch operations shared with the others become the survivor's own.
+    await conn.execute(
+        "INSERT INTO activities (workspace_id, user_id, kind, payload, occurred_at, actor, created_at)"
+        " SELECT workspace_id, $2, kind, payload, occurred_at, actor, created_at FROM shared_activities"
+        f" WHERE workspace_id = $1 AND bucket = ANY(ARRAY(SELECT i >> {BUCKET_BITS} FROM unnest($3::bigint[]) i))"
+        " AND user_ids && $3::bigint[]", workspace_id, survivor, others)
     await conn.execute("DELETE FROM users WHERE workspace_id = $1 AND id = ANY($2::bigint[])", workspace_id, others)
+    await orphans.forget(workspace_id, "user", others, conn)
     return survivor

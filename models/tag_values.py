@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from models import db
 from models.enums import TagSource, TagType
 from models.errors import DomainError
 
@@ -74,17 +75,28 @@ async def tag_selected(b: Any, selected: str, tag_id: int, values: list[str], co
     """Set one tag's value on every selected user (one statement); returns how many changed.
 
     `locked` is the conflict policy chosen now: True keeps the value against later imports
-    (KEEP_MANUAL), False lets the next import replace it (OVERWRITE).
+    (KEEP_MANUAL), False lets the next import replace it (OVERWRITE). Existing values are updated
+    and missing ones inserted by two disjoint set-based steps (no per-row ON CONFLICT, see db).
     """
-    sql = f"""WITH selected AS ({selected}), changed AS (
+    tag, vals, lock = b.arg(tag_id), b.arg(values), b.arg(locked)
+    sql = f"""WITH selected AS ({selected}),
+updated AS (
+  UPDATE user_tags ut SET "values" = {vals}::text[], source = 'BULK', locked = {lock}, updated_at = now()
+  FROM selected s WHERE ut.workspace_id = $1 AND ut.tag_id = {tag} AND ut.user_id = s.id
+    AND (ut."values" IS DISTINCT FROM {vals}::text[] OR ut.locked IS DISTINCT FROM {lock}) RETURNING 1),
+inserted AS (
   INSERT INTO user_tags (workspace_id, user_id, tag_id, "values", source, locked, updated_at)
-  SELECT $1, s.id, {b.arg(tag_id)}, {b.arg(values)}::text[], 'BULK', {b.arg(locked)}, now() FROM selected s
-  ON CONFLICT (workspace_id, user_id, tag_id) DO UPDATE
-    SET "values" = EXCLUDED."values", source = 'BULK', locked = EXCLUDED.locked, updated_at = now()
-    WHERE user_tags."values" IS DISTINCT FROM EXCLUDED."values" OR user_tags.locked IS DISTINCT FROM EXCLUDED.locked
-  RETURNING 1)
-SELECT count(*) FROM changed"""
-    return await conn.fetchval(sql, *b.args)
+  SELECT $1, s.id, {tag}, {vals}::text[], 'BULK', {lock}, now() FROM selected s
+  WHERE NOT EXISTS (SELECT 1 FROM user_tags o WHERE o.workspace_id = $1 AND o.tag_id = {tag} AND o.user_id = s.id)
+  {db.ON_CONFLICT} RETURNING 1)
+SELECT (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted) AS changed"""
+    row = await db.fetchrow_skipping_existing(
+        conn, sql, b.args,
+        'ON CONFLICT (workspace_id, tag_id, user_id) DO UPDATE SET "values" = EXCLUDED."values", source = \'BULK\','
+        ' locked = EXCLUDED.locked, updated_at = now() WHERE user_tags."values" IS DISTINCT FROM EXCLUDED."values"'
+        ' OR user_tags.locked IS DISTINCT FROM EXCLUDED.locked')
+    assert row is not None
+    return row["changed"]
 
 
 async def untag_selected(b: Any, selected: str, tag_id: int, conn: Any) -> int:

@@ -1,12 +1,11 @@
-"""Typed tags (custom fields) grouped in tag groups, and their values per user."""
+"""Typed tags (custom fields) grouped in tag groups. Values per user live in `user_tags` (raw SQL, see migration 0005)."""
 from __future__ import annotations
 
 from tortoise import fields
-from tortoise.contrib.postgres.fields import ArrayField
 from tortoise.fields.db_defaults import Now
 from tortoise.models import Model
 
-from models.enums import TagSource, TagType
+from models.enums import TagType
 
 
 class TagGroup(Model):
@@ -37,24 +36,3 @@ class Tag(Model):
     class Meta:
         table = "tags"
         unique_together = (("workspace", "key"),)
-
-
-class UserTag(Model):
-    id = fields.BigIntField(primary_key=True)
-    workspace = fields.ForeignKeyField("models.Workspace", related_name=False, on_delete=fields.CASCADE,
-                                       db_constraint=False)  # hot child table: user_id's FK suffices
-    workspace_id: int
-    user = fields.ForeignKeyField("models.User", related_name="tag_values", on_delete=fields.CASCADE)
-    user_id: int
-    tag = fields.ForeignKeyField("models.Tag", related_name="values", on_delete=fields.CASCADE)
-    tag_id: int
-    values = ArrayField("text", default=list)  # text[]: GIN-indexed for CONTAINS / IN filters
-    source = fields.CharEnumField(TagSource, max_length=16, default=TagSource.MANUAL,
-                                  db_default=TagSource.MANUAL.value)
-    locked = fields.BooleanField(default=False, db_default=False)
-    updated_at = fields.DatetimeField(db_default=Now(), auto_now=True)
-
-    class Meta:
-        table = "user_tags"
-        unique_together = (("workspace", "user", "tag"),)
-        indexes = (("workspace_id", "tag_id", "user_id"),)

@@ -71,8 +71,15 @@ async def record(workspace_id: int, user_id: int, kind: ActivityKind, payload: s
 
 
 def _where(kinds: Sequence[ActivityKind] | None) -> tuple[str, list[Any]]:
-    return ("workspace_id = $1 AND user_id = $2 AND ($3::text[] IS NULL OR kind = ANY($3::text[]))",
-            [None if kinds is None else [k.value for k in kinds]])
+    return "workspace_id = $1 AND ($3::text[] IS NULL OR kind = ANY($3::text[]))", \
+        [None if kinds is None else [k.value for k in kinds]]
+
+
+def _timeline(where: str, columns: str) -> str:
+    """A user's own activities and the shared entries of batch operations that changed them ($2: user id)."""
+    return (f"SELECT {columns} FROM activities WHERE {where} AND user_id = $2"
+            f" UNION ALL SELECT {columns} FROM shared_activities WHERE {where}"
+            f" AND bucket = $2::bigint >> {BUCKET_BITS} AND $2::bigint = ANY(user_ids)")
 
 
 async def page(workspace_id: int, user_id: int, kinds: Sequence[ActivityKind] | None, limit: int,
@@ -82,10 +89,34 @@ async def page(workspace_id: int, user_id: int, kinds: Sequence[ActivityKind] | 
     if after is not None:
         where += " AND (occurred_at, id) < ($4::timestamptz, $5::bigint)"
         args += list(after)
-    return await db.fetch(f"SELECT * FROM activities WHERE {where} ORDER BY occurred_at DESC, id DESC"
-                          f" LIMIT {limit + 1}", workspace_id, user_id, *args)
+    columns = "id, workspace_id, $2::bigint AS user_id, kind, payload, occurred_at, actor, created_at"
+    return await db.fetch(f"{_timeline(where, columns)} ORDER BY occurred_at DESC, id DESC LIMIT {limit + 1}",
+                          workspace_id, user_id, *args)
 
 
 async def count(workspace_id: int, user_id: int, kinds: Sequence[ActivityKind] | None) -> int:
     where, args = _where(kinds)
-    return await db.fetchval(f"SELECT count(*) FROM activities WHERE {where}", workspace_id, user_id, *args)
+    return await db.fetchval(f"SELECT count(*) FROM ({_timeline(where, '1')}) t", workspace_id, user_id, *args)
+
+
+async def by_id(workspace_id: int, activity_id: int) -> asyncpg.Record | None:
+    """One activity; a shared entry has user_id NULL unless it belongs to one user only."""
+    return await db.fetchrow(
+        "SELECT id, workspace_id, user_id, kind, payload, occurred_at, actor, created_at FROM activities"
+        " WHERE workspace_id = $1 AND id = $2 UNION ALL"
+        " SELECT id, workspace_id, CASE WHEN cardinality(user_ids) = 1 THEN user_ids[1] END, kind, payload,"
+        " occurred_at, actor, created_at FROM shared_activities WHERE workspace_id = $1 AND id = $2",
+        workspace_id, activity_id)
+
+
+# Batch operations record one timeline entry per group of up to 2**BUCKET_BITS users with neighbouring ids
+# (`shared_activities`) instead of a row per user: a million users cost ~1000 rows, not a million.
+BUCKET_BITS = 10
+
+
+def shared_record_sql(changes: str, kind: str, keys: str, payload: str, actor: str) -> str:
+    """SQL inserting the shared entries for `changes` (a relation with user_id and the `keys` columns):
+    one per bucket and distinct `keys`, whose `payload` is an expression over `keys`."""
+    return (f"INSERT INTO shared_activities (workspace_id, bucket, user_ids, kind, payload, actor)"
+            f" SELECT $1, user_id >> {BUCKET_BITS}, array_agg(user_id), '{kind}', {payload}, {actor}"
+            f" FROM {changes} GROUP BY {keys}, user_id >> {BUCKET_BITS} RETURNING 1")

@@ -7,7 +7,7 @@ import asyncpg
 import strawberry
 from strawberry.types import Info
 
-from models import db, memberships
+from models import db, memberships, orphans
 from models.errors import DomainError
 from models.groups import clean_labels, clean_name, create_group
 from models.memberships import MembershipChange
@@ -106,10 +106,12 @@ async def group_delete(info: Info, input: GroupDeleteInput) -> GroupDeletePayloa
     ctx.require("groups:write")
     try:
         group_id = from_global_id(input.id, "Group", ["id"])[1]
-        deleted = await db.fetchval("DELETE FROM groups WHERE workspace_id = $1 AND id = $2 RETURNING id",
-                                    ctx.workspace_id, group_id)
-        if deleted is None:
-            raise DomainError("NOT_FOUND", "group not found", ["id"])
+        async with db.transaction() as conn:
+            deleted = await conn.fetchval("DELETE FROM groups WHERE workspace_id = $1 AND id = $2 RETURNING id",
+                                          ctx.workspace_id, group_id)
+            if deleted is None:
+                raise DomainError("NOT_FOUND", "group not found", ["id"])
+            await orphans.forget(ctx.workspace_id, "group", [deleted], conn)
     except DomainError as exc:
         return GroupDeletePayload(user_errors=[UserError.of(exc)])
     return GroupDeletePayload(deleted_group_id=input.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from models import db
+from models import db, timeline
 from models.errors import DomainError
 from models.jobs import job_row
 from resolvers.context import Context
@@ -42,7 +42,7 @@ async def node(info: Info, id: strawberry.ID) -> Node | None:
             return None
         return Identity.from_row(row, ctx.principal)
     if type_name == "Activity" and ctx.principal.can("users:read") and ctx.principal.can_read_field("activities"):
-        row = await db.fetchrow("SELECT * FROM activities WHERE workspace_id = $1 AND id = $2", ctx.workspace_id, pk)
+        row = await timeline.by_id(ctx.workspace_id, pk)
         return Activity.from_row(row) if row else None
     if type_name == "Job" and ctx.principal.can("jobs:read"):
         row = await job_row(ctx.workspace_id, pk)

@@ -8,7 +8,7 @@ import orjson
 import strawberry
 from strawberry.types import Info
 
-from models import db, tag_values
+from models import db, orphans, tag_values
 from models.enums import TagType as TagTypeEnum
 from models.errors import DomainError
 from models.tag_values import validate
@@ -142,10 +142,12 @@ async def tag_delete(info: Info, input: TagDeleteInput) -> TagDeletePayload:
     ctx.require("tags:write")
     try:
         tag_id = from_global_id(input.id, "Tag", ["id"])[1]
-        deleted = await db.fetchval("DELETE FROM tags WHERE workspace_id = $1 AND id = $2 RETURNING id",
-                                    ctx.workspace_id, tag_id)
-        if deleted is None:
-            raise DomainError("NOT_FOUND", "tag not found", ["id"])
+        async with db.transaction() as conn:
+            deleted = await conn.fetchval("DELETE FROM tags WHERE workspace_id = $1 AND id = $2 RETURNING id",
+                                          ctx.workspace_id, tag_id)
+            if deleted is None:
+                raise DomainError("NOT_FOUND", "tag not found", ["id"])
+            await orphans.forget(ctx.workspace_id, "tag", [deleted], conn)
     except DomainError as exc:
         return TagDeletePayload(user_errors=[UserError.of(exc)])
     return TagDeletePayload(deleted_tag_id=input.id)

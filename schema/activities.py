@@ -24,7 +24,7 @@ class Activity(Node):
     actor: str | None = strawberry.field(description="Who recorded it (`apikey:<id>`); null when no caller did.")
     created_at: dt.datetime
     pk: strawberry.Private[int]
-    user_pk: strawberry.Private[int]
+    user_pk: strawberry.Private[int | None]  # None: an entry shared by several users, fetched by id
 
     @classmethod
     def from_row(cls, row: Any) -> Activity:
@@ -32,10 +32,13 @@ class Activity(Node):
                    kind=ActivityKind(row["kind"]), occurred_at=row["occurred_at"],
                    payload=db.json_value(row["payload"]), actor=row["actor"], created_at=row["created_at"])
 
-    @strawberry.field(description="The user whose timeline this is.")
+    @strawberry.field(description="The user whose timeline this is; null for an entry a batch operation shared"
+                                  " by several users when it is fetched by id rather than from a timeline.")
     async def user(self, info: Info) -> Annotated[User, strawberry.lazy("schema.users")] | None:
         from schema.users import User
 
+        if self.user_pk is None:
+            return None
         row = await info.context.loaders.user.load(self.user_pk)
         return User.from_row(row, info.context.principal) if row else None
 

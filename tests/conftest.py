@@ -22,7 +22,7 @@ from settings import Settings
 from tests.processes import ROOT, ROSTER, free_port, roster_env, stop, wait_until_healthy
 
 TEST_DATA = Path(tempfile.gettempdir()) / f"roster-test-{os.getuid()}"
-TABLES = ["audit_log", "activities", "user_tags", "group_members", "identities", "users", "groups", "tags",
+TABLES = ["audit_log", "activities", "shared_activities", "deleted_parents", "user_tags", "group_members", "identities", "users", "groups", "tags",
           "tag_groups", "jobs", "files", "destinations", "api_keys", "workspaces"]
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from schema.common import from_global_id
 from tests import factories as f
 from tests.conftest import Api
 
@@ -14,6 +15,14 @@ REMOVE = """mutation($input: GroupsRemoveUsersInput!) { groupsRemoveUsers(input:
   usersAffected membershipsRemoved refusedUserIds userErrors { field code message } } }"""
 TAG = """mutation($input: UsersTagInput!) { usersTag(input: $input) { usersAffected userErrors { field code message } } }"""
 UNTAG = """mutation($input: UsersUntagInput!) { usersUntag(input: $input) { usersAffected userErrors { field code } } }"""
+
+
+async def timeline_of(api: Api, user_id: str) -> list[dict[str, Any]]:
+    data = await api("query($id: ID!) { user(id: $id) { activities { totalCount edges { node {"
+                     " id kind payload actor user { id } } } } } }", id=user_id)
+    edges = data["user"]["activities"]["edges"]
+    assert data["user"]["activities"]["totalCount"] == len(edges)
+    return [e["node"] for e in edges]
 
 
 async def groups_of(api: Api, user: dict[str, Any]) -> list[str]:
@@ -45,10 +54,10 @@ async def test_associate_by_filter_records_timeline_and_validates_groups(api: Ap
     assert members["users"]["totalCount"] == 3 and await groups_of(api, silver) == ["A"]
     count = await api("{ users(filter: {memberLevels: [\"gold\"]}) { edges { node { id } } } }")
     gold_id = count["users"]["edges"][0]["node"]["id"]
-    from models import db
-    from schema.common import from_global_id
-    rows = await db.fetch("SELECT kind, payload FROM activities WHERE user_id = $1", from_global_id(gold_id)[1])
-    assert [r["kind"] for r in rows] == ["GROUP_CHANGE"] and str(from_global_id(b["id"])[1]) in rows[0]["payload"]
+    entries = await timeline_of(api, gold_id)
+    assert [(e["kind"], e["payload"], e["user"]["id"]) for e in entries] == [
+        ("GROUP_CHANGE", {"added": [from_global_id(b["id"])[1]], "removed": []}, gold_id)]
+    assert await timeline_of(api, silver["id"]) == []
     for groups, code in (([], "GROUP_REQUIRED"), (["R3JvdXA6OTk5"], "GROUP_NOT_FOUND")):
         data = await api(ASSOCIATE, input={"target": {"ids": [silver["id"]]}, "groupIds": groups})
         assert data["groupsAssociate"]["userErrors"][0]["code"] == code
