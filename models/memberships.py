@@ -22,12 +22,11 @@ def _record(actor: str, distinct_users: bool = True) -> str:
 
     Without `distinct_users` every change is known to be another user's (one group, one direction)."""
     users = "(SELECT count(*) FROM (SELECT DISTINCT user_id FROM changes) d)" if distinct_users else \
-        "(SELECT count(*) FROM changes)"
+        "(SELECT COALESCE(sum(n), 0) FROM recorded)"
     return f""", recorded AS ({shared_record_sql("changes", "GROUP_CHANGE", "group_id, what", _PAYLOAD, actor)})
-SELECT (SELECT count(*) FROM changes WHERE what = 'added') AS added,
-       (SELECT count(*) FROM changes WHERE what = 'removed') AS removed,
-       {users} AS users,
-       (SELECT count(*) FROM recorded) AS entries"""
+SELECT (SELECT COALESCE(sum(n), 0) FROM recorded WHERE payload->'added' <> '[]') AS added,
+       (SELECT COALESCE(sum(n), 0) FROM recorded WHERE payload->'removed' <> '[]') AS removed,
+       {users} AS users"""
 
 
 @dataclass

@@ -79,22 +79,27 @@ async def tag_selected(b: Any, selected: str, tag_id: int, values: list[str], co
     and missing ones inserted by two disjoint set-based steps (no per-row ON CONFLICT, see db).
     """
     tag, vals, lock = b.arg(tag_id), b.arg(values), b.arg(locked)
-    sql = f"""WITH selected AS ({selected}),
-updated AS (
+    update = f"""
   UPDATE user_tags ut SET "values" = {vals}::text[], source = 'BULK', locked = {lock}, updated_at = now()
   FROM selected s WHERE ut.workspace_id = $1 AND ut.tag_id = {tag} AND ut.user_id = s.id
-    AND (ut."values" IS DISTINCT FROM {vals}::text[] OR ut.locked IS DISTINCT FROM {lock}) RETURNING 1),
+    AND (ut."values" IS DISTINCT FROM {vals}::text[] OR ut.locked IS DISTINCT FROM {lock}) RETURNING 1"""
+    sql = f"""WITH selected AS ({selected}),
+updated AS (/* update */),
 inserted AS (
   INSERT INTO user_tags (workspace_id, user_id, tag_id, "values", source, locked, updated_at)
   SELECT $1, s.id, {tag}, {vals}::text[], 'BULK', {lock}, now() FROM selected s
   WHERE NOT EXISTS (SELECT 1 FROM user_tags o WHERE o.workspace_id = $1 AND o.tag_id = {tag} AND o.user_id = s.id)
   {db.ON_CONFLICT} RETURNING 1)
 SELECT (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted) AS changed"""
+    # A tag nobody has yet (a new campaign tag) needs no update pass over the selection.
+    used = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM user_tags WHERE workspace_id = $1 AND tag_id = $2)",
+                               b.args[0], tag_id)
+    full = sql.replace("/* update */", update)
     row = await db.fetchrow_skipping_existing(
-        conn, sql, b.args,
+        conn, full if used else sql.replace("/* update */", "SELECT 1 WHERE false"), b.args,
         'ON CONFLICT (workspace_id, tag_id, user_id) DO UPDATE SET "values" = EXCLUDED."values", source = \'BULK\','
         ' locked = EXCLUDED.locked, updated_at = now() WHERE user_tags."values" IS DISTINCT FROM EXCLUDED."values"'
-        ' OR user_tags.locked IS DISTINCT FROM EXCLUDED.locked')
+        ' OR user_tags.locked IS DISTINCT FROM EXCLUDED.locked', retry_sql=full)
     assert row is not None
     return row["changed"]
 

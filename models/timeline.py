@@ -116,7 +116,9 @@ BUCKET_BITS = 10
 
 def shared_record_sql(changes: str, kind: str, keys: str, payload: str, actor: str) -> str:
     """SQL inserting the shared entries for `changes` (a relation with user_id and the `keys` columns):
-    one per bucket and distinct `keys`, whose `payload` is an expression over `keys`."""
+    one per bucket and distinct `keys`, whose `payload` is an expression over `keys`. It returns each
+    entry's payload and number of users `n`, so callers count without another pass over `changes`."""
     return (f"INSERT INTO shared_activities (workspace_id, bucket, user_ids, kind, payload, actor)"
             f" SELECT $1, user_id >> {BUCKET_BITS}, array_agg(user_id), '{kind}', {payload}, {actor}"
-            f" FROM {changes} GROUP BY {keys}, user_id >> {BUCKET_BITS} RETURNING 1")
+            f" FROM {changes} GROUP BY {keys}, user_id >> {BUCKET_BITS}"
+            f" RETURNING payload, cardinality(user_ids) AS n")
