@@ -1,7 +1,8 @@
 """The EXPORT job: the selected users, in keyset batches, into a streamed ZIP of one CSV.
 
 Each batch is two statements: the next ids of the selection (the same compiled filter as `users`), then
-one row of text cells per user (models/exports.py `batch_sql`). Without encrypted columns the CSV text
+one row of text cells per user (models/exports.py `batch_sql`). All of them read one snapshot (exported
+from a lead connection to the readers), so the file is the selection as it was when the export began. Without encrypted columns the CSV text
 comes straight out of PostgreSQL's COPY; with AES columns the rows are fetched and encrypted here.
 Compressing batch N runs in a thread while the database works on batch N+1.
 
@@ -17,6 +18,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 from jobs.export_writer import CsvZipWriter
 from jobs.runner import HANDLERS, JobResult, JobRun
@@ -49,17 +52,18 @@ async def run_export(run: JobRun) -> JobResult:
     key = await export_key(run.workspace_id) if aes_columns else None
     counts: dict[str, Any] = {"users": 0, "columns": len(params.columns), "omittedColumns": params.omitted}
 
-    sql, args = selection.count_sql()
-    await run.set_total(await db.fetchval(sql, *args))
     _remove_parts(run.workspace_id, run.id)  # a lost attempt's partial file
     part = part_path(run.workspace_id, run.id, run.attempt)
     part.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with CsvZipWriter(part, f"users-export-{run.id}.csv", aes_key=key, aes_columns=aes_columns) as writer:
-            writer.header([c.label for c in params.columns])
-            batches = _batches(run.workspace_id, params, selection, bool(aes_columns), BATCH_SIZE)
-            async with contextlib.aclosing(batches):
-                await _write(run, writer, batches, counts)
+        async with _snapshot(IN_FLIGHT) as (lead, readers):
+            sql, args = selection.count_sql()
+            await run.set_total(await lead.fetchval(sql, *args))
+            with CsvZipWriter(part, f"users-export-{run.id}.csv", aes_key=key, aes_columns=aes_columns) as writer:
+                writer.header([c.label for c in params.columns])
+                batches = _batches(lead, readers, run.workspace_id, params, selection, bool(aes_columns), BATCH_SIZE)
+                async with contextlib.aclosing(batches):
+                    await _write(run, writer, batches, counts)
         await run.check_cancelled()
         stored = await create_file(run.workspace_id, "EXPORT", f"users-export-{run.id}.zip", part)
     except BaseException:
@@ -109,44 +113,63 @@ async def _wait_through_cancellation(future: asyncio.Future[None]) -> None:
         raise cancelled
 
 
-async def _batches(workspace_id: int, params: ExportParams, selection: Selection, fetch_rows: bool,
+@contextlib.asynccontextmanager
+async def _snapshot(readers: int) -> AsyncIterator[tuple[asyncpg.Connection, list[asyncpg.Connection]]]:
+    """A lead connection and `readers` more (outside the pool), all in one read-only REPEATABLE READ snapshot."""
+    async with contextlib.AsyncExitStack() as stack:
+        connections = [await stack.enter_async_context(db.dedicated_connection()) for _ in range(readers + 1)]
+        snapshot = None
+        for conn in connections:
+            tx = conn.transaction(isolation="repeatable_read", readonly=True)
+            await tx.start()
+            stack.push_async_callback(tx.rollback)
+            if snapshot is None:
+                snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            else:
+                await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        yield connections[0], connections[1:]
+
+
+async def _batches(lead: asyncpg.Connection, readers: list[asyncpg.Connection], workspace_id: int,
+                   params: ExportParams, selection: Selection, fetch_rows: bool,
                    batch_size: int) -> AsyncIterator[tuple[str, Any, int]]:
     """("copy", CSV bytes, users) or ("records", rows, users) per batch, in id order.
 
-    The pages of ids are cheap and sequential; the heavy statement of each batch runs as its own task,
-    IN_FLIGHT at a time, so PostgreSQL works on two batches at once while this process compresses.
-    Each statement takes a pool connection only while it runs: a small pool slows it down, never locks it.
+    The pages of ids are cheap and sequential (on `lead`); the heavy statement of each batch runs as its
+    own task on the next of the `readers`, one batch each at a time, so PostgreSQL works on two batches at
+    once while this process compresses.
     """
     pending: collections.deque[asyncio.Task[tuple[str, Any, int]]] = collections.deque()
     try:
-        after = 0
+        after, started = 0, 0
         while True:
             sql, args = selection.page_sql(after, batch_size)
-            ids = [r[0] for r in await db.fetch(sql, *args)]
+            ids = [r[0] for r in await lead.fetch(sql, *args)]
             if not ids:
                 break
             after = ids[-1]
-            if len(pending) >= IN_FLIGHT:
+            if len(pending) >= len(readers):  # the reader of the oldest batch in flight is needed again
                 yield await pending.popleft()
+            reader = readers[started % len(readers)]
+            started += 1
             pending.append(asyncio.create_task(
-                _read(batch_sql(workspace_id, params.columns, ids), fetch_rows, len(ids))))
+                _read(reader, batch_sql(workspace_id, params.columns, ids), fetch_rows, len(ids))))
         while pending:
             yield await pending.popleft()
     finally:  # a cancelled job stops here: let the statements in flight end before the connections go back
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _read(rows_sql: str, fetch_rows: bool, users: int) -> tuple[str, Any, int]:
-    async with db.connection() as conn:
-        if fetch_rows:
-            return "records", await conn.fetch(rows_sql), users
-        chunks: list[bytes] = []
+async def _read(conn: asyncpg.Connection, rows_sql: str, fetch_rows: bool, users: int) -> tuple[str, Any, int]:
+    if fetch_rows:
+        return "records", await conn.fetch(rows_sql), users
+    chunks: list[bytes] = []
 
-        async def collect(data: bytes) -> None:
-            chunks.append(data)
+    async def collect(data: bytes) -> None:
+        chunks.append(data)
 
-        await conn.copy_from_query(rows_sql, output=collect, format="csv")
-        return "copy", b"".join(chunks), users
+    await conn.copy_from_query(rows_sql, output=collect, format="csv")
+    return "copy", b"".join(chunks), users
 
 
 HANDLERS[JobKind.EXPORT] = run_export

@@ -70,6 +70,19 @@ async def connection(conn: Any = None) -> AsyncIterator[asyncpg.Connection]:
         yield raw
 
 
+@asynccontextmanager
+async def dedicated_connection() -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own, outside the pool, for work that holds several for long (an export's snapshot):
+    concurrent jobs then cannot exhaust the pool and wait on each other's connections."""
+    client: Any = connections.get("default")
+    conn = await asyncpg.connect(host=client.host, port=client.port, user=client.user, password=client.password,
+                                 database=client.database)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 async def fetch(sql: str, *args: Any, conn: Any = None) -> list[asyncpg.Record]:
     async with connection(conn) as c:
         return await c.fetch(sql, *args)

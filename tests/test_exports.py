@@ -254,6 +254,26 @@ async def test_download_links_expire_after_the_configured_time(api: Api, redis_u
     assert time.time() + 100 < expires <= time.time() + 121
 
 
+async def test_an_export_is_the_selection_as_it_was_when_it_began(
+        api: Api, redis_url: str, monkeypatch: Any) -> None:
+    await people(api)
+    monkeypatch.setattr("jobs.exports.BATCH_SIZE", 1)  # one user a batch: the changes land mid-export
+    saves, changed = JobRun.save, []
+
+    async def change_after_first_batch(self: JobRun, conn: Any, **kw: Any) -> None:
+        if not changed:
+            changed.append(True)
+            await db.execute("UPDATE users SET display_name = 'Changed' WHERE username IN ('sam', 'ann')")
+            await db.execute("DELETE FROM users WHERE username = 'ann'")
+            await f.user(api, "zed", displayName="Zed")
+        await saves(self, conn, **kw)
+
+    monkeypatch.setattr(JobRun, "save", change_after_first_batch)
+    job, rows = await export(api, redis_url, columns={"fields": ["username", "displayName"]})
+    assert rows == [["username", "displayName"], ["li", "Li Lei"], ["sam", "Sam"], ["ann", "王芳"]]
+    assert job["progress"] == {"done": 3, "total": 3} and changed
+
+
 async def test_cancelled_export_keeps_no_file_and_a_retry_starts_over(
         api: Api, redis_url: str, monkeypatch: Any) -> None:
     await people(api)
