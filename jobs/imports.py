@@ -10,6 +10,7 @@ import collections
 import concurrent.futures
 import contextlib
 import csv
+import gc
 import io
 import itertools
 import multiprocessing
@@ -20,11 +21,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from models import db, resolution
 from models.errors import DomainError
 from models.id_mapping import Person, plan_batch
-from models.identities import IdentityKey
-from models.import_rows import NAME_TARGETS, ColumnRule, ParsedRow, RowError, RowSpec, parse_row
+from models.import_rows import NAME_TARGETS, ColumnRule, Key, ParsedRow, RowError, RowSpec, parse_row
 from models.profile import PROFILE_FIELDS
 from settings import get_settings
 
@@ -66,10 +68,13 @@ def batches(rows: Iterator[list[str]], start: int, size: int) -> Iterator[tuple[
 
 async def write_batch(workspace_id: int, rows: list[ParsedRow], params: ImportParams, conn: Any,
                       actor: str) -> BatchResult:
-    """ID-map and write one batch of parsed rows (inside the caller's transaction)."""
+    """ID-map and write one batch of parsed rows (inside the caller's transaction).
+
+    New people (most of an import) are COPYed straight into users and their child tables: nothing can
+    exist yet for users created in this transaction. Existing people go through conflict-aware upserts.
+    """
     result = BatchResult()
-    keys = list({k for r in rows for k in r.identities})
-    owners = await resolution.owners(workspace_id, keys, conn)
+    owners = await _owners(workspace_id, list(dict.fromkeys(k for r in rows for k in r.identities)), conn)
     counts = await _identity_counts(workspace_id, set(owners.values()), conn)
     plan = plan_batch(rows, owners, counts)
     result.errors += plan.errors
@@ -87,23 +92,31 @@ async def write_batch(workspace_id: int, rows: list[ParsedRow], params: ImportPa
     new = [p for p in people if not p.existing]
     old = [p for p in people if p.existing]
     if new:
-        ids = [r[0] for r in await conn.fetch(
-            "SELECT nextval(pg_get_serial_sequence('users', 'id')) FROM generate_series(1, $1)", len(new))]
-        for person, user_id in zip(new, ids, strict=True):
-            person.existing = [user_id]
-        fields = _mapped_fields(params)  # only the mapped columns: the rest keep their defaults
-        columns = ["id", "workspace_id", "source", "initial_source", "username", *fields]
-        await conn.copy_records_to_table("users", columns=columns, records=[
-            (p.existing[0], workspace_id, "IMPORT", params.source, p.profile.get("username"),
-             *[p.profile.get(f) for f in fields]) for p in new])
+        await _insert_users(workspace_id, new, params, conn)
     if old:
         await _update_profiles(workspace_id, old, params, conn)
     await _add_identities(workspace_id, people, owners, params.source, conn)
-    await _add_groups(workspace_id, people, params.group_ids, conn)
-    await _set_tags(workspace_id, people, conn)
+    await _add_groups(workspace_id, new, old, params.group_ids, conn)
+    await _set_tags(workspace_id, new, old, conn)
     result.counts["created"] += len(new)
     result.counts["updated"] += len(old)
     return result
+
+
+async def _owners(workspace_id: int, keys: list[Key], conn: Any) -> dict[Key, int]:
+    """Current owner of each known key (as resolution.owners, for the import's tuple keys).
+
+    One index probe per key (LATERAL ... LIMIT 1 keeps it a nested loop): a plain join of 10k keys turns
+    into a hash join over the whole identities table once it is analyzed, slower with every batch."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        "SELECT k.n, i.user_id"
+        " FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS k(type, channel, value, n)"
+        " CROSS JOIN LATERAL (SELECT user_id FROM identities i WHERE i.workspace_id = $1 AND i.type = k.type"
+        "   AND i.channel = k.channel AND i.value = k.value LIMIT 1) i",
+        workspace_id, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+    return {keys[n - 1]: user_id for n, user_id in rows}
 
 
 def _mapped_fields(params: ImportParams) -> list[str]:
@@ -144,6 +157,19 @@ async def _check_usernames(workspace_id: int, people: list[Person], conn: Any, r
     return kept
 
 
+async def _insert_users(workspace_id: int, people: list[Person], params: ImportParams, conn: Any) -> None:
+    """New users get their ids first, so that their identities, groups and tags can be COPYed too."""
+    ids = [r[0] for r in await conn.fetch(
+        "SELECT nextval(pg_get_serial_sequence('users', 'id')) FROM generate_series(1, $1)", len(people))]
+    for person, user_id in zip(people, ids, strict=True):
+        person.existing = [user_id]
+    fields = _mapped_fields(params)  # only the mapped columns: the rest keep their defaults
+    columns = ["id", "workspace_id", "source", "initial_source", "username", *fields]
+    head = (workspace_id, "IMPORT", params.source)
+    await conn.copy_records_to_table("users", columns=columns, records=[
+        (p.existing[0], *head, p.profile.get("username"), *[p.profile.get(f) for f in fields]) for p in people])
+
+
 async def _update_profiles(workspace_id: int, people: list[Person], params: ImportParams, conn: Any) -> None:
     """OVERWRITE: mapped, non-empty cells replace values, except fields locked by a hand edit."""
     fields = sorted({f for p in people for f in p.profile if f != "username"})
@@ -157,22 +183,33 @@ async def _update_profiles(workspace_id: int, people: list[Person], params: Impo
         " updated_at = now() FROM import_updates s WHERE u.workspace_id = $1 AND u.id = s.id", workspace_id)
 
 
-async def _add_identities(workspace_id: int, people: list[Person], owners: dict[IdentityKey, int], source: str,
+_IDENTITY_COLUMNS = ["workspace_id", "user_id", "type", "channel", "value", "encryption", "source"]
+
+
+async def _add_identities(workspace_id: int, people: list[Person], owners: dict[Key, int], source: str,
                           conn: Any) -> None:
-    records = [(workspace_id, p.existing[0], k.type.value, k.channel, k.value, k.encryption.value, source)
-               for p in people for k in p.identities if k not in owners]
+    """The keys nobody owned at the lookup. COPY, unless a concurrent writer took one of them meanwhile:
+    then the savepoint undoes it and the conflict-tolerant INSERT skips the taken ones, as it always did."""
+    records = [(workspace_id, p.existing[0], *k, source) for p in people for k in p.identities if k not in owners]
     if not records:
         return
-    await conn.execute("CREATE TEMP TABLE import_identities (LIKE identities INCLUDING DEFAULTS) ON COMMIT DROP")
-    columns = ["workspace_id", "user_id", "type", "channel", "value", "encryption", "source"]
-    await conn.copy_records_to_table("import_identities", columns=columns, records=records)
-    await conn.execute(
-        f"INSERT INTO identities ({', '.join(columns)}) SELECT {', '.join(columns)} FROM import_identities"
-        " ON CONFLICT (workspace_id, type, channel, value) DO NOTHING")
+    await conn.execute("SAVEPOINT import_identities")
+    try:
+        await conn.copy_records_to_table("identities", columns=_IDENTITY_COLUMNS, records=records)
+    except asyncpg.UniqueViolationError:
+        await conn.execute("ROLLBACK TO SAVEPOINT import_identities")
+        await conn.execute(
+            f"INSERT INTO identities ({', '.join(_IDENTITY_COLUMNS)})"
+            " SELECT $1, u, t, c, v, e, $7 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])"
+            "   AS k(u, t, c, v, e)"
+            " ON CONFLICT (workspace_id, type, channel, value) DO NOTHING",
+            workspace_id, *(list(column) for column in zip(*(r[1:6] for r in records))), source)
+    await conn.execute("RELEASE SAVEPOINT import_identities")
 
 
-async def _add_groups(workspace_id: int, people: list[Person], group_ids: list[int], conn: Any) -> None:
-    names = sorted({g for p in people for g in p.groups})
+async def _add_groups(workspace_id: int, new: list[Person], old: list[Person], group_ids: list[int],
+                      conn: Any) -> None:
+    names = sorted({g for people in (new, old) for p in people for g in p.groups})
     by_name: dict[str, int] = {}
     if names:  # a GROUP column names groups; missing ones are created by the import
         await conn.execute(
@@ -180,30 +217,38 @@ async def _add_groups(workspace_id: int, people: list[Person], group_ids: list[i
             " FROM unnest($2::text[]) n ON CONFLICT (workspace_id, name) DO NOTHING", workspace_id, names)
         by_name = {r["name"]: r["id"] for r in await conn.fetch(
             "SELECT id, name FROM groups WHERE workspace_id = $1 AND name = ANY($2::text[])", workspace_id, names)}
-    users, groups = [], []
-    for person in people:
-        for group_id in {*group_ids, *(by_name[n] for n in person.groups)}:
-            users.append(person.existing[0])
-            groups.append(group_id)
-    if users:
+
+    fixed = list(dict.fromkeys(group_ids))
+
+    def memberships(people: list[Person]) -> list[tuple[int, int]]:  # (group id, user id), each pair once
+        return [(group_id, p.existing[0]) for p in people
+                for group_id in ({*fixed, *(by_name[n] for n in p.groups)} if p.groups else fixed)]
+
+    if added := memberships(new):
+        await conn.copy_records_to_table("group_members", columns=["workspace_id", "group_id", "user_id", "source"],
+                                         records=[(workspace_id, g, u, "IMPORT") for g, u in added])
+    if added := memberships(old):
         await conn.execute(
-            "INSERT INTO group_members (workspace_id, user_id, group_id, source)"
-            " SELECT $1, u, g, 'IMPORT' FROM unnest($2::bigint[], $3::bigint[]) AS x(u, g)"
-            " ON CONFLICT (workspace_id, group_id, user_id) DO NOTHING", workspace_id, users, groups)
+            "INSERT INTO group_members (workspace_id, group_id, user_id, source)"
+            " SELECT $1, g, u, 'IMPORT' FROM unnest($2::bigint[], $3::bigint[]) AS x(g, u)"
+            " ON CONFLICT (workspace_id, group_id, user_id) DO NOTHING",
+            workspace_id, [g for g, _ in added], [u for _, u in added])
 
 
-async def _set_tags(workspace_id: int, people: list[Person], conn: Any) -> None:
+async def _set_tags(workspace_id: int, new: list[Person], old: list[Person], conn: Any) -> None:
     """Imported tag values replace earlier ones unless a person locked them (KEEP_MANUAL)."""
-    records = [(p.existing[0], tag_id, values) for p in people for tag_id, values in p.tags.items()]
-    if not records:
-        return
-    await conn.execute("CREATE TEMP TABLE import_tags (user_id bigint, tag_id bigint, vals text[]) ON COMMIT DROP")
-    await conn.copy_records_to_table("import_tags", columns=["user_id", "tag_id", "vals"], records=records)
-    await conn.execute(
-        "INSERT INTO user_tags (workspace_id, user_id, tag_id, \"values\", source, locked, updated_at)"
-        " SELECT $1, user_id, tag_id, vals, 'IMPORT', false, now() FROM import_tags"
-        " ON CONFLICT (workspace_id, user_id, tag_id) DO UPDATE SET \"values\" = EXCLUDED.\"values\","
-        " source = 'IMPORT', updated_at = now() WHERE NOT user_tags.locked", workspace_id)
+    if records := [(workspace_id, p.existing[0], tag_id, values, "IMPORT", False)
+                   for p in new for tag_id, values in p.tags.items()]:
+        await conn.copy_records_to_table(
+            "user_tags", columns=["workspace_id", "user_id", "tag_id", "values", "source", "locked"], records=records)
+    if records := [(p.existing[0], tag_id, values) for p in old for tag_id, values in p.tags.items()]:
+        await conn.execute("CREATE TEMP TABLE import_tags (user_id bigint, tag_id bigint, vals text[]) ON COMMIT DROP")
+        await conn.copy_records_to_table("import_tags", columns=["user_id", "tag_id", "vals"], records=records)
+        await conn.execute(
+            "INSERT INTO user_tags (workspace_id, user_id, tag_id, \"values\", source, locked, updated_at)"
+            " SELECT $1, user_id, tag_id, vals, 'IMPORT', false, now() FROM import_tags"
+            " ON CONFLICT (workspace_id, user_id, tag_id) DO UPDATE SET \"values\" = EXCLUDED.\"values\","
+            " source = 'IMPORT', updated_at = now() WHERE NOT user_tags.locked", workspace_id)
 
 
 PARSE_AHEAD = 3  # batches parsed ahead of the writer (bounded: memory stays constant)
@@ -227,6 +272,35 @@ def _parse_pool() -> Iterator[concurrent.futures.Executor]:
         return
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         yield pool
+
+
+_GC_YOUNG_THRESHOLD = 100_000  # container allocations between young collections while importing (default 700)
+_lean_gc_users = 0
+_saved_gc: tuple[tuple[int, int, int], bool] = (gc.get_threshold(), False)  # threshold, whether we froze
+
+
+@contextlib.contextmanager
+def _lean_gc() -> Iterator[None]:
+    """Less cyclic GC while importing: a batch is ~100k small dicts, lists and tuples without cycles, and
+    collections kept rescanning them and the worker's whole heap (~40% of the import's Python time).
+    What exists is frozen (never rescanned) and young collections come rarely; both undone at the end."""
+    global _lean_gc_users, _saved_gc
+    if _lean_gc_users == 0:  # imports running side by side in one worker share the setting
+        froze = gc.get_freeze_count() == 0  # a heap someone else froze (the API's) stays frozen after us
+        if froze:
+            gc.freeze()
+        _saved_gc = (gc.get_threshold(), froze)
+        gc.set_threshold(_GC_YOUNG_THRESHOLD, *_saved_gc[0][1:])
+    _lean_gc_users += 1
+    try:
+        yield
+    finally:
+        _lean_gc_users -= 1
+        if _lean_gc_users == 0:
+            threshold, froze = _saved_gc
+            gc.set_threshold(*threshold)
+            if froze:
+                gc.unfreeze()
 
 
 def error_lines(errors: list[RowError], cells_by_index: dict[int, list[str]]) -> str:
@@ -282,7 +356,7 @@ async def run_import(run: Any) -> Any:
     # Parsing (phones, emails, tags) is CPU work: worker processes parse batch N+1 while this process
     # writes batch N, so both cores are busy and the database never waits for Python.
     loop = asyncio.get_running_loop()
-    with _parse_pool() as pool:
+    with _lean_gc(), _parse_pool() as pool:
         pending: collections.deque[tuple[int, list[list[str]], asyncio.Future[Any]]] = collections.deque()
         source = batches(table.rows(start), start, batch_size)
         for batch_start, cells in itertools.islice(source, PARSE_AHEAD):

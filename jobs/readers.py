@@ -44,7 +44,9 @@ class Table(ABC):
 
     def _fit(self, cells: list[str]) -> list[str]:
         width = len(self.columns)
-        return cells[:width] if len(cells) >= width else cells + [""] * (width - len(cells))
+        if len(cells) == width:  # the usual case: no copy
+            return cells
+        return cells[:width] if len(cells) > width else cells + [""] * (width - len(cells))
 
 
 def open_table(path: Path, name: str) -> Table:
@@ -110,7 +112,7 @@ class CsvTable(Table):
             reader = csv.reader(f, delimiter=self.delimiter)
             try:
                 for record in reader:
-                    if not _blank(record):
+                    if "".join(record).strip():  # not blank (as _blank, for cells that are all strings)
                         yield record
             except csv.Error as exc:
                 raise DomainError("INVALID_FILE", f"line {reader.line_num}: {exc}") from None

@@ -6,43 +6,28 @@ set-based; nothing here touches the database.
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from models.identities import IdentityKey
-from models.import_rows import ParsedRow, RowError
+from models.import_rows import Key, ParsedRow, RowError
 from models.resolution import MAX_PER_TYPE
 
 
-class UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, x: int) -> int:
-        root = x
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[x] != root:  # path compression
-            self.parent[x], x = root, self.parent[x]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
-@dataclass
+@dataclass(slots=True)
 class Person:
-    """The rows of a batch that are one person, and the existing users they match."""
+    """The rows of a batch that are one person, and the existing users they match.
+
+    A person of one row shares that row's profile, identities and tags (nothing changes them later).
+    """
 
     rows: list[ParsedRow]
     existing: list[int]  # user ids, oldest first is decided by the writer
-    profile: dict[str, Any] = field(default_factory=dict)  # later rows win, as in the file
-    identities: list[IdentityKey] = field(default_factory=list)
-    tags: dict[int, list[str]] = field(default_factory=dict)
-    groups: list[str] = field(default_factory=list)
+    profile: dict[str, Any]  # later rows win, as in the file
+    identities: list[Key]
+    tags: dict[int, list[str]]
+    groups: list[str]
 
 
 @dataclass
@@ -51,45 +36,66 @@ class Plan:
     errors: list[RowError]
 
 
-def plan_batch(rows: list[ParsedRow], owners: dict[IdentityKey, int],
-               identity_counts: dict[int, Counter[str]]) -> Plan:
+def plan_batch(rows: list[ParsedRow], owners: dict[Key, int], identity_counts: dict[int, Counter[str]]) -> Plan:
     """Group rows into people. `owners`: existing owner of each known key; `identity_counts`: per
     existing user, how many identities of each type it has (for the per-type limit)."""
-    uf = UnionFind(len(rows))
-    first_row_of: dict[IdentityKey, int] = {}
+    parent = list(range(len(rows)))  # union-find over row positions; a set's root is its first row
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:  # path compression
+            parent[x], x = root, parent[x]
+        return root
+
+    def union(a: int, b: int) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    first_row_of: dict[Key, int] = {}
     first_row_of_user: dict[int, int] = {}
+    joined = False  # most batches are mostly new people, each on their own row: then no grouping is needed
     for i, row in enumerate(rows):
         for key in row.identities:
-            if key in first_row_of:
-                uf.union(first_row_of[key], i)
-            else:
-                first_row_of[key] = i
-            owner = owners.get(key)
-            if owner is not None:
-                if owner in first_row_of_user:
-                    uf.union(first_row_of_user[owner], i)
-                else:
-                    first_row_of_user[owner] = i
-    members: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(rows)):
-        members[uf.find(i)].append(i)
+            first = first_row_of.setdefault(key, i)
+            if first != i:
+                union(first, i)
+                joined = True
+            if owners and (owner := owners.get(key)) is not None:
+                first = first_row_of_user.setdefault(owner, i)
+                if first != i:
+                    union(first, i)
+                    joined = True
+    if joined:
+        members: dict[int, list[ParsedRow]] = {}
+        for i, row in enumerate(rows):
+            members.setdefault(find(i), []).append(row)
+        groups: Iterable[list[ParsedRow]] = members.values()
+    else:
+        groups = ([row] for row in rows)
 
     people, errors = [], []
-    for indexes in members.values():
-        group = [rows[i] for i in indexes]
+    for group in groups:
         person = _combine(group, owners)
-        over = _over_limit(person, owners, identity_counts)
-        if over:
-            errors += [RowError(r.index, "IDENTITY_LIMIT", f"the user would have more than {MAX_PER_TYPE} "
-                                f"identities of type {', '.join(over)}") for r in group]
-            continue
+        if person.existing or len(person.identities) > MAX_PER_TYPE:  # else nothing to count
+            over = _over_limit(person, owners, identity_counts)
+            if over:
+                errors += [RowError(r.index, "IDENTITY_LIMIT", f"the user would have more than {MAX_PER_TYPE} "
+                                    f"identities of type {', '.join(over)}") for r in group]
+                continue
         people.append(person)
     return Plan(people, errors)
 
 
-def _combine(group: list[ParsedRow], owners: dict[IdentityKey, int]) -> Person:
-    existing = sorted({owners[k] for r in group for k in r.identities if k in owners})
-    person = Person(rows=group, existing=existing)
+def _combine(group: list[ParsedRow], owners: dict[Key, int]) -> Person:
+    existing = sorted({owners[k] for r in group for k in r.identities if k in owners}) if owners else []
+    if len(group) == 1:
+        row = group[0]
+        groups = row.groups if len(row.groups) < 2 else list(dict.fromkeys(row.groups))
+        return Person(group, existing, row.profile, row.identities, row.tags, groups)
+    person = Person(group, existing, {}, [], {}, [])
     for row in group:
         person.profile.update(row.profile)
         person.identities += row.identities
@@ -100,11 +106,9 @@ def _combine(group: list[ParsedRow], owners: dict[IdentityKey, int]) -> Person:
     return person
 
 
-def _over_limit(person: Person, owners: dict[IdentityKey, int], counts: dict[int, Counter[str]]) -> list[str]:
-    if not person.existing and len(person.identities) <= MAX_PER_TYPE:  # the common case: nothing to count
-        return []
+def _over_limit(person: Person, owners: dict[Key, int], counts: dict[int, Counter[str]]) -> list[str]:
     total: Counter[str] = Counter()
     for user_id in person.existing:
         total.update(counts.get(user_id, Counter()))
-    total.update(k.type.value for k in person.identities if k not in owners)
+    total.update(k[0] for k in person.identities if k not in owners)
     return sorted(t for t, n in total.items() if n > MAX_PER_TYPE)

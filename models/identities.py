@@ -62,17 +62,26 @@ class IdentityKey:
 def normalize(type_: IdentityType, raw: str, *, region: str | None = None, channel: str = "",
               encryption: Encryption = Encryption.NONE) -> IdentityKey:
     """Normalise a raw value or raise InvalidIdentity (codes INVALID_PHONE, INVALID_EMAIL, ...)."""
+    value = normalize_value(type_, raw, region=region, encryption=encryption)
+    if encryption in _HEX_LENGTH:  # a hashed identifier keeps its channel as given
+        return IdentityKey(type_, value, channel, encryption)
+    return IdentityKey(type_, value, channel.strip() if type_ is IdentityType.EXTERNAL_ID else "", encryption)
+
+
+def normalize_value(type_: IdentityType, raw: str, *, region: str | None = None,
+                    encryption: Encryption = Encryption.NONE) -> str:
+    """The normalised value alone (the import builds its keys as plain tuples from it)."""
     value = (raw or "").strip()
     if encryption in _HEX_LENGTH:  # an identifier that arrived hashed is matched as-is
         value = value.lower()
         if not re.fullmatch(rf"[0-9a-f]{{{_HEX_LENGTH[encryption]}}}", value):
             raise InvalidIdentity("INVALID_HASH", f"not a {encryption.value} hex digest")
-        return IdentityKey(type_, value, channel, encryption)
+        return value
     if encryption is Encryption.AES:
         raise InvalidIdentity("INVALID_ENCRYPTION", "AES is only used for exports")
     if type_ in PHONE_LIKE:
-        value = normalize_phone(value, region)
-    elif type_ is IdentityType.EMAIL:
+        return normalize_phone(value, region)
+    if type_ is IdentityType.EMAIL:
         value = value.lower()
         if len(value) > 320 or not _EMAIL.match(value):
             raise InvalidIdentity("INVALID_EMAIL", f"'{raw}' is not a valid email address")
@@ -82,7 +91,7 @@ def normalize(type_: IdentityType, raw: str, *, region: str | None = None, chann
             raise InvalidIdentity("INVALID_INSTAGRAM", f"'{raw}' is not a valid Instagram handle")
     elif not value or len(value) > 320:
         raise InvalidIdentity("INVALID_IDENTITY", "an external ID must be 1 to 320 characters")
-    return IdentityKey(type_, value, channel.strip() if type_ is IdentityType.EXTERNAL_ID else "", encryption)
+    return value
 
 
 @lru_cache(maxsize=65536)

@@ -5,12 +5,13 @@ Pure Python (no IO) so it can run in worker processes; everything it needs trave
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from models.enums import Channel, FriendVerification, Gender, IdentityType, MessageSettings
 from models.errors import DomainError
-from models.identities import IdentityKey, InvalidIdentity, normalize
+from models.identities import InvalidIdentity, normalize_value
 from models.tag_values import validate
 
 NAME_TARGETS = {"NAME": "display_name", "FIRST_NAME": "first_name", "LAST_NAME": "last_name",
@@ -31,20 +32,45 @@ class ColumnRule:
     region: str | None = None
 
 
+Key = tuple[str, str, str, str]  # an identity as (type, channel, value, encryption): its unique key, as plain strings
+
+_MEMO_LIMIT = 50_000  # memoised cells per spec (tag and group cells repeat; free text must not grow memory)
+
+
 @dataclass
 class RowSpec:
     rules: list[ColumnRule]
     default_region: str
     source: str
 
+    def __post_init__(self) -> None:
+        # The rules resolved once, not on every cell: (column, target, argument) in the rules' order.
+        self.region_columns = [r.column for r in self.rules if r.target == "REGION"]
+        self.steps: list[tuple[int, str, Any]] = []
+        for r in self.rules:
+            if r.target in NAME_TARGETS:
+                self.steps.append((r.column, "NAME", NAME_TARGETS[r.target]))
+            elif r.target == "PROFILE":
+                self.steps.append((r.column, "PROFILE", r.field))
+            elif r.target == "IDENTITY":
+                self.steps.append((r.column, "IDENTITY", (IdentityType(r.identity_type), r.region)))
+            elif r.target in ("TAG", "GROUP"):
+                self.steps.append((r.column, r.target, r.tag))
+        # Canonical tag values and group lists by cell (they repeat a lot): value or (code, message).
+        self.memo: dict[tuple[int, str], list[str] | tuple[str, str]] = {}
 
-@dataclass
-class ParsedRow:
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "memo": {}}  # a worker process starts with an empty memo
+
+
+class ParsedRow(NamedTuple):
+    """A row that parsed. A tuple of plain values: cheap to send back from a parsing process."""
+
     index: int
-    profile: dict[str, Any] = field(default_factory=dict)  # users columns incl. display_name/username
-    identities: list[IdentityKey] = field(default_factory=list)
-    tags: dict[int, list[str]] = field(default_factory=dict)  # tag id -> canonical values
-    groups: list[str] = field(default_factory=list)  # group names from a GROUP column
+    profile: dict[str, Any]  # users columns incl. display_name/username
+    identities: list[Key]  # distinct, in the order of the cells
+    tags: dict[int, list[str]]  # tag id -> canonical values
+    groups: list[str]  # group names from a GROUP column
 
 
 @dataclass
@@ -56,40 +82,67 @@ class RowError:
 
 def parse_row(index: int, cells: list[str], spec: RowSpec) -> ParsedRow | RowError:
     """Parse one row; the first problem fails the whole row (it goes to the error report)."""
-    row = ParsedRow(index)
     region = spec.default_region
-    for rule in spec.rules:
-        if rule.target == "REGION":
-            value = _cell(cells, rule.column).upper()
-            if value:
-                region = value
-    for rule in spec.rules:
-        value = _cell(cells, rule.column)
-        if not value or rule.target in ("IGNORE", "REGION"):
-            continue
-        try:
-            if rule.target in NAME_TARGETS:
-                row.profile[NAME_TARGETS[rule.target]] = checked_length(NAME_TARGETS[rule.target], value)
-            elif rule.target == "PROFILE":
-                row.profile[rule.field] = profile_value(rule.field, value)  # type: ignore[arg-type]
-            elif rule.target == "IDENTITY":
-                for part in _split(value) if rule.identity_type == "EMAIL" else [value]:
-                    row.identities.append(normalize(IdentityType(rule.identity_type), part,
-                                                    region=rule.region or region))
-            elif rule.target == "TAG":
-                assert rule.tag is not None
-                values = _split(value) if rule.tag["type"] == "MULTI_VALUE" else [value]
-                row.tags[rule.tag["id"]] = validate(rule.tag, values)
-            elif rule.target == "GROUP":
-                row.groups.extend(checked_length("group", name) for name in _split(value))
-        except InvalidIdentity as exc:
-            return RowError(index, exc.code, str(exc))
-        except DomainError as exc:
-            return RowError(index, exc.code, exc.message)
-    if not row.identities:
+    for column in spec.region_columns:
+        value = _cell(cells, column).upper()
+        if value:
+            region = value
+    profile: dict[str, Any] = {}
+    identities: list[Key] = []
+    tags: dict[int, list[str]] = {}
+    groups: list[str] = []
+    width = len(cells)
+    try:
+        for column, target, arg in spec.steps:
+            value = cells[column] if column < width else ""
+            if not value or not (value := value.strip()):
+                continue
+            if target == "IDENTITY":
+                type_, fixed_region = arg
+                for part in _split(value) if type_ is IdentityType.EMAIL else (value,):
+                    identities.append((type_.value, "", normalize_value(type_, part, region=fixed_region or region),
+                                       "NONE"))
+            elif target == "NAME":
+                profile[arg] = checked_length(arg, value)
+            elif target == "PROFILE":
+                profile[arg] = profile_value(arg, value)
+            elif target == "TAG":
+                tags[arg["id"]] = _memoised(spec, arg["id"], value, _tag_values, arg)
+            else:  # GROUP
+                groups.extend(_memoised(spec, -1, value, _group_names, None))
+    except InvalidIdentity as exc:
+        return RowError(index, exc.code, str(exc))
+    except DomainError as exc:
+        return RowError(index, exc.code, exc.message)
+    if not identities:
         return RowError(index, "MISSING_IDENTIFIER", "the row has no phone, email or other identifier")
-    row.identities = list(dict.fromkeys(row.identities))
-    return row
+    if len(identities) > 1:
+        identities = list(dict.fromkeys(identities))
+    return ParsedRow(index, profile, identities, tags, groups)
+
+
+def _tag_values(value: str, tag: dict[str, Any]) -> list[str]:
+    return validate(tag, _split(value) if tag["type"] == "MULTI_VALUE" else [value])
+
+
+def _group_names(value: str, _: None) -> list[str]:
+    return [checked_length("group", name) for name in _split(value)]
+
+
+def _memoised(spec: RowSpec, slot: int, value: str, parse: Callable[[str, Any], list[str]], arg: Any) -> list[str]:
+    """`parse(value, arg)` remembered per spec; a DomainError is remembered as (code, message)."""
+    known = spec.memo.get((slot, value))
+    if known is None:
+        try:
+            known = parse(value, arg)
+        except DomainError as exc:
+            known = (exc.code, exc.message)
+        if len(spec.memo) >= _MEMO_LIMIT:
+            spec.memo.clear()
+        spec.memo[(slot, value)] = known
+    if isinstance(known, tuple):
+        raise DomainError(*known)
+    return known
 
 
 def _cell(cells: list[str], column: int) -> str:

@@ -120,3 +120,32 @@ async def test_imported_tags_replace_values_unless_locked(api: Api) -> None:
     assert users["Locked"]["tags"] == [{"key": "tier", "values": ["gold"]}]
     assert users["Free"]["tags"] == [{"key": "tier", "values": ["silver"]}]
     assert locked["id"] == users["Locked"]["id"]
+
+
+async def test_an_identity_taken_after_the_lookup_is_skipped_and_the_rest_written(api: Api, monkeypatch: Any) -> None:
+    # A concurrent writer adds a key between the owners lookup and the COPY: the batch still commits.
+    import jobs.imports
+
+    await f.user(api, "taken", phone="+8613011110001", displayName="Taken")
+
+    async def nobody_owns_anything(*_: Any) -> dict[Any, int]:
+        return {}
+
+    monkeypatch.setattr(jobs.imports, "_owners", nobody_owns_anything)
+    counts, errors = await run_batch(api, [["Late", "13011110001", "late@x.com", "", ""]])
+    assert errors == [] and counts == {"created": 1, "updated": 0}
+    users = await everyone(api)
+    assert [i["value"] for i in users["Late"]["identities"]] == ["late@x.com"]
+    assert [i["value"] for i in users["Taken"]["identities"]] == ["+8613011110001"]
+
+
+def test_repeated_tag_and_group_cells_parse_the_same_every_time() -> None:
+    tag = {"id": 7, "key": "tier", "type": "TEXT", "allowed_values": ["gold", "silver"]}
+    spec = RowSpec([ColumnRule(0, "IDENTITY", identity_type="EMAIL"), ColumnRule(1, "TAG", tag=tag),
+                    ColumnRule(2, "GROUP")], "CN", "crm.csv")
+    rows = [parse_row(i, [f"u{i}@x.com", tier, "A, B；A"], spec)
+            for i, tier in enumerate(["gold", "bad", "gold", "bad"])]
+    assert [r.tags if isinstance(r, ParsedRow) else r.code for r in rows] == \
+        [{7: ["gold"]}, "INVALID_TAG_VALUE", {7: ["gold"]}, "INVALID_TAG_VALUE"]
+    assert rows[1].message == rows[3].message  # type: ignore[union-attr]
+    assert rows[0].groups == rows[2].groups == ["A", "B", "A"]  # type: ignore[union-attr]

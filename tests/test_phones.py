@@ -64,3 +64,25 @@ def test_invalid_numbers_are_rejected_with_invalid_phone() -> None:
         with pytest.raises(InvalidIdentity) as caught:
             normalize_phone(raw, region)
         assert caught.value.code == "INVALID_PHONE"
+
+
+def test_fast_path_agrees_with_phonenumbers_in_every_region() -> None:
+    # The per-length patterns are assembled from each region's metadata: check them all, not only the usual ones.
+    rng = random.Random(11)
+    kinds = [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+             phonenumbers.PhoneNumberType.TOLL_FREE]
+    accepted = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in kinds:
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            nsn = str(example.national_number)
+            for _ in range(6):
+                digits = "".join(d if rng.random() < 0.8 else str(rng.randint(0, 9)) for d in nsn)
+                for raw in (digits, f"0{digits}", f"+{example.country_code}{digits}"):
+                    fast = fast_e164(raw, region)
+                    if fast is not None:
+                        accepted += 1
+                        assert fast == reference(raw, region), (raw, region)
+    assert accepted > 1000
