@@ -79,14 +79,16 @@ async def main() -> None:
                                  " userErrors { code message } } }", n=f"Bench {stamp} {i}"))["group"]["id"]
                       for i in range(3)]
             print(f"batch operations at {args.users:,} users")
-            tag_q = ("mutation($t: UserSelector!, $k: String!) { usersTag(input: {target: $t, key: $k,"
-                     " values: [\"x\"], conflictPolicy: OVERWRITE}) { usersAffected userErrors { code message } } }")
+            tag_q = ("mutation($t: UserSelector!, $k: String!, $v: [String!]!) { usersTag(input: {target: $t, key: $k,"
+                     " values: $v, conflictPolicy: OVERWRITE}) { usersAffected userErrors { code message } } }")
             assoc_q = ("mutation($t: UserSelector!, $g: [ID!]!) { groupsAssociate(input: {target: $t, groupIds: $g})"
                        " { usersAffected userErrors { code message } } }")
             change_q = ("mutation($t: UserSelector!, $g: [ID!]!, $from: ID) { groupsChange(input: {target: $t,"
                         " toGroupIds: $g, fromGroupId: $from}) { usersAffected userErrors { code message } } }")
-            await timed("usersTag, filter ~100k users", api, tag_q, t={"filter": TENTH}, k=tag["key"])
-            await timed("usersTag, filter ~1M users", api, tag_q, t={"filter": ALL}, k=tag["key"])
+            await timed("usersTag, filter ~100k users", api, tag_q, t={"filter": TENTH}, k=tag["key"], v=["x"])
+            await timed("usersTag, filter ~1M users", api, tag_q, t={"filter": ALL}, k=tag["key"], v=["x"])
+            await timed("usersTag, the same 1M users, another value", api, tag_q, t={"filter": ALL}, k=tag["key"],
+                        v=["y"])
             await timed("groupsAssociate APPEND, filter ~100k users", api, assoc_q, t={"filter": TENTH}, g=[groups[0]])
             await timed("groupsAssociate APPEND, filter ~1M users", api, assoc_q, t={"filter": ALL}, g=[groups[1]])
             ids = [to_global_id("User", i) for i in range(1, min(args.users, 10_000) + 1)]
