@@ -65,7 +65,7 @@ async def seed(url: str, users: int, *, reuse: bool = True) -> dict[str, Any]:
                      for i, (key, type_, allowed) in enumerate(TAGS, 1)])
         for start in range(0, users, CHUNK):
             await _seed_chunk(conn, start, min(start + CHUNK, users))
-        for table in ("users", "identities", "groups", "group_members", "tags", "user_tags"):
+        for table in ("users", "identities", "groups", "tags"):
             await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
                                f" (SELECT COALESCE(max(id), 1) FROM {table}))")
         await conn.execute("VACUUM ANALYZE")
@@ -96,16 +96,16 @@ async def _seed_chunk(conn: asyncpg.Connection, start: int, end: int) -> None:
             (2 * i - 1, 1, i, "PHONE", "", f"+8613{i:09d}", "NONE", "seed", now, now),
             (2 * i, 1, i, "EMAIL", "", f"user{i}@example.com", "NONE", "seed", now, now))])
     await conn.copy_records_to_table(
-        "group_members", columns=["id", "workspace_id", "group_id", "user_id", "source", "added_at"],
-        records=[(3 * i - k, 1, (i + 7 * k) % GROUPS + 1, i, "MANUAL", now) for i in ids for k in range(3)])
+        "group_members", columns=["workspace_id", "group_id", "user_id", "source", "added_at"],
+        records=[(1, (i + 7 * k) % GROUPS + 1, i, "MANUAL", now) for i in ids for k in range(3)])
     await conn.copy_records_to_table(
-        "user_tags", columns=["id", "workspace_id", "user_id", "tag_id", "values", "source", "locked", "updated_at"],
+        "user_tags", columns=["workspace_id", "user_id", "tag_id", "values", "source", "locked", "updated_at"],
         records=[row for i in ids for row in (
-            (5 * i - 4, 1, i, 1, [TIERS[i % 4]], "IMPORT", False, now),
-            (5 * i - 3, 1, i, 2, sorted({TAGS[1][2][i % 5], TAGS[1][2][(i // 5) % 5]}), "IMPORT", False, now),
-            (5 * i - 2, 1, i, 3, [str(i % 1000)], "IMPORT", False, now),
-            (5 * i - 1, 1, i, 4, ["true" if i % 10 == 0 else "false"], "IMPORT", False, now),
-            (5 * i, 1, i, 5, [f"C{i % 300}"], "IMPORT", False, now))])
+            (1, i, 1, [TIERS[i % 4]], "IMPORT", False, now),
+            (1, i, 2, sorted({TAGS[1][2][i % 5], TAGS[1][2][(i // 5) % 5]}), "IMPORT", False, now),
+            (1, i, 3, [str(i % 1000)], "IMPORT", False, now),
+            (1, i, 4, ["true" if i % 10 == 0 else "false"], "IMPORT", False, now),
+            (1, i, 5, [f"C{i % 300}"], "IMPORT", False, now))])
 
 
 async def _describe(conn: asyncpg.Connection) -> dict[str, Any]:

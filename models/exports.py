@@ -265,9 +265,11 @@ def batch_sql(workspace_id: int, columns: Sequence[ExportColumn], ids: Sequence[
                      " GROUP BY i.user_id) ids ON ids.user_id = u.id")
     if tag_aggs:
         tag_ids = "'{" + ",".join(str(int(c.tag_id)) for c in columns if c.kind == "TAG") + "}'::bigint[]"
+        # The id range lets the (workspace_id, tag_id, user_id) key be scanned per tag; without it the
+        # planner read the whole table for every batch.
         joins.append(f"LEFT JOIN (SELECT t.user_id, {', '.join(tag_aggs)} FROM user_tags t"
-                     f" WHERE t.workspace_id = {ws} AND t.user_id = ANY({id_list}) AND t.tag_id = ANY({tag_ids})"
-                     " GROUP BY t.user_id) tg ON tg.user_id = u.id")
+                     f" WHERE t.workspace_id = {ws} AND t.tag_id = ANY({tag_ids}) AND t.user_id = ANY({id_list})"
+                     f" AND t.user_id BETWEEN {min(ids)} AND {max(ids)} GROUP BY t.user_id) tg ON tg.user_id = u.id")
     return (f"SELECT {', '.join(cells)} FROM users u {' '.join(joins)}"
             f" WHERE u.workspace_id = {ws} AND u.id = ANY({id_list}) ORDER BY u.id")
 
