@@ -361,11 +361,12 @@ def page_sql(fx: Fixture, group_id: int, after: tuple[str, int] | None, value: s
     from models.filters import ORDER_COLUMNS, SqlBuilder, TagCondition, UserFilterSpec, compile_filter
 
     spec = UserFilterSpec(group_ids=[group_id], tags=[TagCondition(FILTER_TAG, "IN", [value])])
-    b = SqlBuilder(fx.workspace_id)
+    # As resolvers/users.py does for the ID order: the keyset bound also enters the filter's EXISTS.
+    b = SqlBuilder(fx.workspace_id, ("<", after[1]) if after else None)
     compile_filter(spec, b, fx.tag_defs, "CN")
     expr = ORDER_COLUMNS["ID"]
     if after:
-        b.where.append(f"({expr}, u.id) < ({b.arg(after[0])}::text::bigint, {b.arg(after[1])}::bigint)")
+        b.where.append(f"u.id < {b.arg(after[1])}::bigint")
     sql = (f"SELECT u.*, ({expr})::text AS sort_key FROM users u WHERE {' AND '.join(b.where)}"
            f" ORDER BY {expr} DESC LIMIT {PAGE_SIZE + 1}")
     return sql, b.args
