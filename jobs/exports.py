@@ -2,8 +2,9 @@
 
 Each batch is two statements: the next ids of the selection (the same compiled filter as `users`), then
 one row of text cells per user (models/exports.py `batch_sql`). All of them read one snapshot (exported
-from a lead connection to the readers), so the file is the selection as it was when the export began. Without encrypted columns the CSV text
-comes straight out of PostgreSQL's COPY; with AES columns the rows are fetched and encrypted here.
+from a lead connection to the readers), so the file is the selection as it was when the export began.
+Without encrypted columns the CSV text comes straight out of PostgreSQL's COPY; with AES columns the rows
+are fetched and encrypted here.
 Compressing batch N runs in a thread while the database works on batch N+1.
 
 An export writes nothing to the database but its file, so it does not resume: a retried attempt

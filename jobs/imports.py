@@ -28,6 +28,8 @@ from models.errors import DomainError
 from models.id_mapping import Person, plan_batch
 from models.import_rows import NAME_TARGETS, ColumnRule, Key, ParsedRow, RowError, RowSpec, parse_row
 from models.profile import PROFILE_FIELDS
+from models.tag_values import lock_tags
+from models.users import existing_group_ids
 from settings import get_settings
 
 COUNT_KEYS = ("rows", "created", "updated", "merged", "skipped", "failed")
@@ -74,6 +76,7 @@ async def write_batch(workspace_id: int, rows: list[ParsedRow], params: ImportPa
     exist yet for users created in this transaction. Existing people go through conflict-aware upserts.
     """
     result = BatchResult()
+    await _lock_parents(workspace_id, params, conn)
     owners = await _owners(workspace_id, list(dict.fromkeys(k for r in rows for k in r.identities)), conn)
     counts = await _identity_counts(workspace_id, set(owners.values()), conn)
     plan = plan_batch(rows, owners, counts)
@@ -101,6 +104,17 @@ async def write_batch(workspace_id: int, rows: list[ParsedRow], params: ImportPa
     result.counts["created"] += len(new)
     result.counts["updated"] += len(old)
     return result
+
+
+async def _lock_parents(workspace_id: int, params: ImportParams, conn: Any) -> None:
+    """The import's groups and tags, checked and key-share locked in this batch's transaction: memberships
+    and tag values have no foreign keys, so a group or tag deleted mid-import fails the job here (with what
+    earlier batches committed kept, as after a cancel) instead of leaving rows that belong to nothing."""
+    if params.group_ids:
+        await existing_group_ids(workspace_id, params.group_ids, conn, "groupIds")
+    tag_ids = [r.tag["id"] for r in params.rules if r.target == "TAG" and r.tag]
+    if tag_ids:
+        await lock_tags(workspace_id, tag_ids, conn, ["mapping"])
 
 
 async def _owners(workspace_id: int, keys: list[Key], conn: Any) -> dict[Key, int]:
@@ -216,7 +230,8 @@ async def _add_groups(workspace_id: int, new: list[Person], old: list[Person], g
             "INSERT INTO groups (workspace_id, name, source, labels) SELECT $1, n, 'IMPORT', '[]'::jsonb"
             " FROM unnest($2::text[]) n ON CONFLICT (workspace_id, name) DO NOTHING", workspace_id, names)
         by_name = {r["name"]: r["id"] for r in await conn.fetch(
-            "SELECT id, name FROM groups WHERE workspace_id = $1 AND name = ANY($2::text[])", workspace_id, names)}
+            "SELECT id, name FROM groups WHERE workspace_id = $1 AND name = ANY($2::text[]) FOR KEY SHARE",
+            workspace_id, names)}
 
     fixed = list(dict.fromkeys(group_ids))
 

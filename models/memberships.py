@@ -13,7 +13,8 @@ from models import db
 from models.filters import SqlBuilder
 from models.timeline import shared_record_sql
 
-_PAYLOAD = ("jsonb_build_object('added', CASE WHEN what = 'added' THEN jsonb_build_array(group_id) ELSE '[]'::jsonb END,"
+_PAYLOAD = ("jsonb_build_object("
+            "'added', CASE WHEN what = 'added' THEN jsonb_build_array(group_id) ELSE '[]'::jsonb END,"
             " 'removed', CASE WHEN what = 'removed' THEN jsonb_build_array(group_id) ELSE '[]'::jsonb END)")
 
 
@@ -38,8 +39,17 @@ class MembershipChange:
     refused: int = 0
 
 
+async def serialise_batches(workspace_id: int, conn: Any) -> None:
+    """Batch membership changes of a workspace run one at a time: an anti-join must not read a membership
+    another batch is removing (an uncommitted REPLACE or move would make an APPEND skip the user, and the
+    membership would be lost). Each takes seconds at most, even at a million users."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('group_members:' || $1::bigint, 0))",
+                       workspace_id)
+
+
 async def _run(sql: str, b: SqlBuilder, conn: Any) -> MembershipChange:
-    row = await db.fetchrow_skipping_existing(conn, sql, b.args, "ON CONFLICT (workspace_id, group_id, user_id) DO NOTHING")
+    row = await db.fetchrow_skipping_existing(conn, sql, b.args,
+                                              "ON CONFLICT (workspace_id, group_id, user_id) DO NOTHING")
     assert row is not None
     return MembershipChange(added=row["added"], removed=row["removed"], users=row["users"])
 
@@ -47,6 +57,7 @@ async def _run(sql: str, b: SqlBuilder, conn: Any) -> MembershipChange:
 async def join(b: SqlBuilder, selected: str, group_ids: list[int], conn: Any, *, actor: str,
                leave: str = "none", from_group_id: int | None = None) -> MembershipChange:
     """Selected users join `group_ids`; leave="others" drops their other groups, "from" only `from_group_id`."""
+    await serialise_batches(b.args[0], conn)
     who = b.arg(actor)
     # One branch per group: each anti-join then sees one group's members (an index range), and the users
     # keep their scan order, so the inserts append to the indexes instead of landing at random.
@@ -75,12 +86,14 @@ changes AS (SELECT user_id, group_id, 'added' AS what FROM added
 
 async def leave(b: SqlBuilder, selected: str, group_id: int, conn: Any, *, actor: str) -> MembershipChange:
     """Selected users leave one group, except those for whom it is the last: they are refused."""
+    await serialise_batches(b.args[0], conn)
     group, who = b.arg(group_id), b.arg(actor)
     sql = f"""WITH selected AS ({selected}),
 last_group AS (
   SELECT gm.user_id FROM group_members gm JOIN selected s ON s.id = gm.user_id
   WHERE gm.workspace_id = $1 AND gm.group_id = {group} AND NOT EXISTS (
-    SELECT 1 FROM group_members o WHERE o.workspace_id = $1 AND o.user_id = gm.user_id AND o.group_id <> {group})),
+    SELECT 1 FROM group_members o WHERE o.workspace_id = $1 AND o.user_id = gm.user_id AND o.group_id <> {group}
+      AND EXISTS (SELECT 1 FROM groups g WHERE g.workspace_id = $1 AND g.id = o.group_id))),
 removed AS (
   DELETE FROM group_members gm USING selected s
   WHERE gm.workspace_id = $1 AND gm.group_id = {group} AND gm.user_id = s.id

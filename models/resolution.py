@@ -98,16 +98,26 @@ async def merge(workspace_id: int, user_ids: Sequence[int], conn: Any, *, actor:
 
     await conn.execute("UPDATE identities SET user_id = $2 WHERE workspace_id = $1 AND user_id = ANY($3::bigint[])",
                        workspace_id, survivor, others)
+    # Memberships and tag values carry no foreign keys: lock their groups and tags (a deletion under way
+    # is waited for) and copy only those that still exist.
+    await conn.execute(
+        "SELECT 1 FROM groups WHERE workspace_id = $1 AND id IN (SELECT group_id FROM group_members"
+        " WHERE workspace_id = $1 AND user_id = ANY($2::bigint[])) FOR KEY SHARE", workspace_id, others)
+    await conn.execute(
+        "SELECT 1 FROM tags WHERE workspace_id = $1 AND id IN (SELECT tag_id FROM user_tags"
+        " WHERE workspace_id = $1 AND user_id = ANY($2::bigint[])) FOR KEY SHARE", workspace_id, others)
     await conn.execute(
         "INSERT INTO group_members (workspace_id, group_id, user_id, source, added_at)"
-        " SELECT workspace_id, group_id, $2, source, added_at FROM group_members"
+        " SELECT workspace_id, group_id, $2, source, added_at FROM group_members gm"
         " WHERE workspace_id = $1 AND user_id = ANY($3::bigint[])"
+        "   AND EXISTS (SELECT 1 FROM groups g WHERE g.workspace_id = $1 AND g.id = gm.group_id)"
         " ON CONFLICT (workspace_id, group_id, user_id) DO NOTHING", workspace_id, survivor, others)
     # The survivor's tag values win; the others fill tags it has no value for (oldest first).
     await conn.execute(
         "INSERT INTO user_tags (workspace_id, user_id, tag_id, \"values\", source, locked, updated_at)"
         " SELECT DISTINCT ON (tag_id) workspace_id, $2, tag_id, \"values\", source, locked, updated_at"
-        " FROM user_tags WHERE workspace_id = $1 AND user_id = ANY($3::bigint[]) ORDER BY tag_id, user_id"
+        " FROM user_tags ut WHERE workspace_id = $1 AND user_id = ANY($3::bigint[])"
+        "   AND EXISTS (SELECT 1 FROM tags t WHERE t.workspace_id = $1 AND t.id = ut.tag_id) ORDER BY tag_id, user_id"
         " ON CONFLICT (workspace_id, user_id, tag_id) DO NOTHING", workspace_id, survivor, others)
     await conn.execute("UPDATE activities SET user_id = $2 WHERE workspace_id = $1 AND user_id = ANY($3::bigint[])",
                        workspace_id, survivor, others)

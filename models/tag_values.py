@@ -60,9 +60,29 @@ def validate(tag: Any, values: Sequence[str], field: list[str] | None = None) ->
     return [value]
 
 
+async def lock_tags(workspace_id: int, tag_ids: Sequence[int], conn: Any, field: list[str] | None = None) -> None:
+    """Key-share lock the tags until the transaction ends, or UNKNOWN_TAG when one is gone.
+
+    user_tags has no foreign key: this is what makes a concurrent tagDelete wait for values written meanwhile.
+    """
+    wanted = set(tag_ids)
+    found = await conn.fetch("SELECT id FROM tags WHERE workspace_id = $1 AND id = ANY($2::bigint[]) FOR KEY SHARE",
+                             workspace_id, list(wanted))
+    if len(found) != len(wanted):
+        raise DomainError("UNKNOWN_TAG", "the tag does not exist (any more)", field)
+
+
+async def _serialise_batches(workspace_id: int, tag_id: int, conn: Any) -> None:
+    """Batch writes of one tag run one at a time: their anti-joins must not read a value another batch is
+    removing (an uncommitted untag would make usersTag skip the user, and the value would be lost)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('user_tags:' || $1::bigint || ':' || $2::bigint, 0))",
+                       workspace_id, tag_id)
+
+
 async def set_values(workspace_id: int, user_id: int, tag_id: int, values: list[str], conn: Any, *,
                      source: TagSource = TagSource.MANUAL, locked: bool = True) -> None:
     """Set one user's value of one tag (a hand-set value is locked against imports)."""
+    await lock_tags(workspace_id, [tag_id], conn, ["tags"])
     await conn.execute(
         "INSERT INTO user_tags (workspace_id, user_id, tag_id, \"values\", source, locked, updated_at)"
         " VALUES ($1, $2, $3, $4, $5, $6, now())"
@@ -79,32 +99,31 @@ async def tag_selected(b: Any, selected: str, tag_id: int, values: list[str], co
     and missing ones inserted by two disjoint set-based steps (no per-row ON CONFLICT, see db).
     """
     tag, vals, lock = b.arg(tag_id), b.arg(values), b.arg(locked)
-    update = f"""
+    sql = f"""WITH selected AS ({selected}),
+updated AS (
   UPDATE user_tags ut SET "values" = {vals}::text[], source = 'BULK', locked = {lock}, updated_at = now()
   FROM selected s WHERE ut.workspace_id = $1 AND ut.tag_id = {tag} AND ut.user_id = s.id
-    AND (ut."values" IS DISTINCT FROM {vals}::text[] OR ut.locked IS DISTINCT FROM {lock}) RETURNING 1"""
-    sql = f"""WITH selected AS ({selected}),
-updated AS (/* update */),
+    AND (ut."values" IS DISTINCT FROM {vals}::text[] OR ut.locked IS DISTINCT FROM {lock}) RETURNING 1),
 inserted AS (
   INSERT INTO user_tags (workspace_id, user_id, tag_id, "values", source, locked, updated_at)
   SELECT $1, s.id, {tag}, {vals}::text[], 'BULK', {lock}, now() FROM selected s
   WHERE NOT EXISTS (SELECT 1 FROM user_tags o WHERE o.workspace_id = $1 AND o.tag_id = {tag} AND o.user_id = s.id)
   {db.ON_CONFLICT} RETURNING 1)
 SELECT (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted) AS changed"""
-    # A tag nobody has yet (a new campaign tag) needs no update pass over the selection.
-    used = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM user_tags WHERE workspace_id = $1 AND tag_id = $2)",
-                               b.args[0], tag_id)
-    full = sql.replace("/* update */", update)
+    await lock_tags(b.args[0], [tag_id], conn, ["key"])
+    await _serialise_batches(b.args[0], tag_id, conn)
     row = await db.fetchrow_skipping_existing(
-        conn, full if used else sql.replace("/* update */", "SELECT 1 WHERE false"), b.args,
+        conn, sql, b.args,
         'ON CONFLICT (workspace_id, tag_id, user_id) DO UPDATE SET "values" = EXCLUDED."values", source = \'BULK\','
         ' locked = EXCLUDED.locked, updated_at = now() WHERE user_tags."values" IS DISTINCT FROM EXCLUDED."values"'
-        ' OR user_tags.locked IS DISTINCT FROM EXCLUDED.locked', retry_sql=full)
+        ' OR user_tags.locked IS DISTINCT FROM EXCLUDED.locked')
     assert row is not None
     return row["changed"]
 
 
 async def untag_selected(b: Any, selected: str, tag_id: int, conn: Any) -> int:
+    await lock_tags(b.args[0], [tag_id], conn, ["key"])
+    await _serialise_batches(b.args[0], tag_id, conn)
     sql = f"""WITH selected AS ({selected}), removed AS (
   DELETE FROM user_tags ut USING selected s
   WHERE ut.workspace_id = $1 AND ut.tag_id = {b.arg(tag_id)} AND ut.user_id = s.id RETURNING 1)

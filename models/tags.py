@@ -1,4 +1,7 @@
-"""Typed tags (custom fields) grouped in tag groups. Values per user live in `user_tags` (raw SQL, see migration 0005)."""
+"""Typed tags (custom fields) grouped in tag groups.
+
+Values per user live in `user_tags`, written and read with raw SQL only (see migrations/0005).
+"""
 from __future__ import annotations
 
 from tortoise import fields

@@ -140,8 +140,12 @@ async def add_to_groups(workspace_id: int, user_ids: Sequence[int], group_ids: S
 
 async def existing_group_ids(workspace_id: int, group_ids: Sequence[int], conn: Any,
                              field: str = "groupIds") -> None:
-    """Raise GROUP_NOT_FOUND unless every id is a group of the workspace."""
-    found = await conn.fetchval("SELECT count(*) FROM groups WHERE workspace_id = $1 AND id = ANY($2::bigint[])",
-                                workspace_id, list(set(group_ids)))
-    if found != len(set(group_ids)):
+    """Raise GROUP_NOT_FOUND unless every id is a group of the workspace.
+
+    The groups stay key-share locked until the caller's transaction ends: group_members has no foreign
+    key, so this is what makes a concurrent groupDelete wait for the memberships written meanwhile.
+    """
+    found = await conn.fetch("SELECT id FROM groups WHERE workspace_id = $1 AND id = ANY($2::bigint[]) FOR KEY SHARE",
+                             workspace_id, list(set(group_ids)))
+    if len(found) != len(set(group_ids)):
         raise DomainError("GROUP_NOT_FOUND", "one or more groups do not exist", [field])

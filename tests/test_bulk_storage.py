@@ -7,12 +7,19 @@ import asyncio
 from typing import Any
 
 import asyncpg
+import pytest
 
+from jobs.imports import ImportParams, write_batch
 from models import db, orphans
+from models.errors import DomainError
+from models.import_rows import ColumnRule, RowSpec, parse_row
+from models.memberships import serialise_batches
+from models.tag_values import lock_tags
+from models.users import existing_group_ids
 from schema.common import from_global_id
 from tests import factories as f
 from tests.conftest import Api
-from tests.test_batch_operations import ASSOCIATE, TAG, timeline_of
+from tests.test_batch_operations import ASSOCIATE, REMOVE, TAG, timeline_of
 from tests.test_settings_and_deletion import DELETE, enable_deletion
 from tests.test_users import IDENTITY_ADD
 
@@ -142,3 +149,74 @@ async def test_a_concurrent_writer_of_the_same_rows_makes_a_batch_fall_back_not_
         assert [(list(r["values"]), r["locked"]) for r in values] == [(["gold"], False)] * 3
     finally:
         await other.close()
+
+
+async def test_a_late_row_of_a_deleted_group_does_not_count_as_a_users_other_group(api: Api) -> None:
+    home, vip = await f.group(api, "Home"), await f.group(api, "VIP")
+    user = await f.user(api, "u", groupIds=[home["id"]])
+    await api.ok(GROUP_DELETE, id=vip["id"])
+    # What a writer that read VIP before its deletion could still add (the sweep removes it later).
+    await db.execute("INSERT INTO group_members (workspace_id, group_id, user_id, source) VALUES ($1, $2, $3,"
+                     " 'MANUAL')", api.workspace_id, pk(vip["id"]), pk(user["id"]))
+    data = await api(REMOVE, input={"groupId": home["id"], "target": {"ids": [user["id"]]}})
+    assert data["groupsRemoveUsers"]["refusedUserIds"] == [user["id"]]
+    assert data["groupsRemoveUsers"]["userErrors"][0]["code"] == "LAST_GROUP"
+
+
+async def test_group_and_tag_deletion_wait_for_a_writer_and_then_take_its_rows(api: Api, database_url: str) -> None:
+    home, vip = await f.group(api, "Home"), await f.group(api, "VIP")
+    tier = await f.tag(api, "tier")
+    user = await f.user(api, "u", groupIds=[home["id"]])
+    writer = await asyncpg.connect(database_url)
+    try:
+        tx = writer.transaction()
+        await tx.start()  # a batch: checks (and so locks) its group and tag, then writes for them
+        await existing_group_ids(api.workspace_id, [pk(vip["id"])], writer)
+        await lock_tags(api.workspace_id, [pk(tier["id"])], writer)
+        await writer.execute("INSERT INTO group_members (workspace_id, group_id, user_id, source) VALUES"
+                             " ($1, $2, $3, 'MANUAL')", api.workspace_id, pk(vip["id"]), pk(user["id"]))
+        await writer.execute("INSERT INTO user_tags (workspace_id, user_id, tag_id, \"values\", source, locked)"
+                             " VALUES ($1, $2, $3, '{gold}', 'BULK', false)", api.workspace_id, pk(user["id"]),
+                             pk(tier["id"]))
+        deletions = asyncio.gather(api.ok(GROUP_DELETE, id=vip["id"]), api.ok(TAG_DELETE, id=tier["id"]))
+        await asyncio.sleep(0.5)
+        assert not deletions.done()  # waiting for the writer
+        await tx.commit()
+        await deletions
+    finally:
+        await writer.close()
+    assert (await child_rows("group_members", "group_id", pk(vip["id"])),
+            await child_rows("user_tags", "tag_id", pk(tier["id"]))) == (0, 0)  # without any sweep
+
+
+async def test_a_batch_waits_for_another_batch_removing_the_same_memberships(api: Api, database_url: str) -> None:
+    home, vip = await f.group(api, "Home"), await f.group(api, "VIP")
+    user = await f.user(api, "u", groupIds=[home["id"], vip["id"]])
+    other = await asyncpg.connect(database_url)
+    try:
+        tx = other.transaction()
+        await tx.start()  # a REPLACE under way: it has removed the user from VIP, not yet committed
+        await serialise_batches(api.workspace_id, other)
+        await other.execute("DELETE FROM group_members WHERE group_id = $1", pk(vip["id"]))
+        associate = asyncio.create_task(api.ok(ASSOCIATE, input={"target": {"ids": [user["id"]]},
+                                                                 "groupIds": [vip["id"]]}))
+        await asyncio.sleep(0.5)
+        await tx.commit()
+        assert (await associate)["membershipsAdded"] == 1  # it ran after the removal, not beside it
+    finally:
+        await other.close()
+    data = await api("query($id: ID!) { user(id: $id) { groups { name } } }", id=user["id"])
+    assert sorted(g["name"] for g in data["user"]["groups"]) == ["Home", "VIP"]
+
+
+async def test_an_import_whose_group_is_deleted_midway_fails_clearly(api: Api) -> None:
+    vip = await f.group(api, "VIP")
+    await api.ok(GROUP_DELETE, id=vip["id"])
+    params = ImportParams(upload_file_id=0, rules=[ColumnRule(0, "IDENTITY", identity_type="PHONE")],
+                          default_region="CN", overwrite=True, group_ids=[pk(vip["id"])], source="crm.csv")
+    row = parse_row(0, ["13011110001"], RowSpec(params.rules, "CN", "crm.csv"))
+    with pytest.raises(DomainError) as failure:
+        async with db.transaction() as conn:
+            await write_batch(api.workspace_id, [row], params, conn, actor="test")
+    assert failure.value.code == "GROUP_NOT_FOUND"
+    assert await db.fetchval("SELECT count(*) FROM users") == 0
