@@ -31,7 +31,9 @@ def start_postgres(data_dir: Path, stop_at_exit: bool = True) -> str:
 # PostgreSQL's defaults suit a tiny machine: 128 MB of buffers and a checkpoint every 1 GB of WAL make a
 # write over a million rows (an import, a batch operation) checkpoint repeatedly and re-read its indexes.
 # bench/batch.py at 1M users ran 1.5-2x faster with these. Persisted with ALTER SYSTEM, like a DBA would.
-TUNING = {"shared_buffers": "1GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min", "wal_compression": "pglz",
+# wal_compression off: on 2 cores, pglz on full-page images cost ~1 s of a 1M-membership batch (CPU, not
+# the disk, is what bulk writes wait for here).
+TUNING = {"shared_buffers": "1GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min", "wal_compression": "off",
           "maintenance_work_mem": "256MB", "work_mem": "32MB", "effective_cache_size": "4GB"}
 
 
