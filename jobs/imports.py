@@ -77,7 +77,7 @@ async def write_batch(workspace_id: int, rows: list[ParsedRow], params: ImportPa
     """
     result = BatchResult()
     await _lock_parents(workspace_id, params, conn)
-    owners = await _owners(workspace_id, list(dict.fromkeys(k for r in rows for k in r.identities)), conn)
+    owners = await _locked_owners(workspace_id, list(dict.fromkeys(k for r in rows for k in r.identities)), conn)
     counts = await _identity_counts(workspace_id, set(owners.values()), conn)
     plan = plan_batch(rows, owners, counts)
     result.errors += plan.errors
@@ -131,6 +131,18 @@ async def _owners(workspace_id: int, keys: list[Key], conn: Any) -> dict[Key, in
         "   AND i.channel = k.channel AND i.value = k.value LIMIT 1) i",
         workspace_id, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
     return {keys[n - 1]: user_id for n, user_id in rows}
+
+
+async def _locked_owners(workspace_id: int, keys: list[Key], conn: Any) -> dict[Key, int]:
+    """`_owners`, with the owners key-share locked: identities have no foreign key (models.orphans), so a
+    user deleted (or merged away) between the lookup and the lock takes its identities with it; look again."""
+    while True:
+        owners = await _owners(workspace_id, keys, conn)
+        users = set(owners.values())
+        if not users or await conn.fetchval(
+                "SELECT count(*) FROM (SELECT 1 FROM users WHERE workspace_id = $1 AND id = ANY($2::bigint[])"
+                " FOR KEY SHARE) locked", workspace_id, list(users)) == len(users):
+            return owners
 
 
 def _mapped_fields(params: ImportParams) -> list[str]:

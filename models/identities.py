@@ -22,9 +22,11 @@ _HEX_LENGTH = {Encryption.MD5: 32, Encryption.SHA256: 64}
 class Identity(Model):
     id = fields.BigIntField(primary_key=True)
     workspace = fields.ForeignKeyField("models.Workspace", related_name=False, on_delete=fields.CASCADE,
-                                       db_constraint=False)  # hot child table: user_id's FK suffices
+                                       db_constraint=False)  # hot child table
     workspace_id: int
-    user = fields.ForeignKeyField("models.User", related_name="identities", on_delete=fields.CASCADE)
+    # No database FK (migration 0006): see models.orphans for what keeps identities tied to live users.
+    user = fields.ForeignKeyField("models.User", related_name="identities", on_delete=fields.CASCADE,
+                                  db_constraint=False)
     user_id: int
     type = fields.CharEnumField(IdentityType, max_length=16)
     channel = fields.CharField(max_length=64, default="", db_default="")  # EXTERNAL_ID's source channel

@@ -1,7 +1,9 @@
-"""Group memberships and tag values of deleted users, groups and tags.
+"""Identities, group memberships and tag values of deleted users, groups and tags.
 
-`group_members` and `user_tags` carry no foreign keys: checking one per row cost more than half of a
-million-user batch operation (migration 0005). Deleting a parent therefore deletes its rows itself
+`identities`, `group_members` and `user_tags` carry no foreign keys: checking one per row cost more
+than half of a million-user batch operation or import (migrations 0005, 0006). Writers lock the parents
+they add rows to (FOR KEY SHARE) unless they created them in the same transaction, so a deletion waits
+for them; deleting a parent deletes its rows itself
 (`forget`, in the deleting transaction) and leaves a tombstone. A writer that read the parent before
 that deletion committed can still add a row afterwards; `sweep` (a worker cron, every minute) removes
 those once no transaction that started before the tombstone was first seen is still running, so no
@@ -17,7 +19,7 @@ from models.timeline import BUCKET_BITS
 
 ParentKind = Literal["user", "group", "tag"]
 _CHILDREN: dict[str, list[tuple[str, str]]] = {
-    "user": [("group_members", "user_id"), ("user_tags", "user_id")],
+    "user": [("identities", "user_id"), ("group_members", "user_id"), ("user_tags", "user_id")],
     "group": [("group_members", "group_id")],
     "tag": [("user_tags", "tag_id")],
 }

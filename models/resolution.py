@@ -43,6 +43,10 @@ async def attach(workspace_id: int, user_id: int, keys: Sequence[IdentityKey], c
     Returns the surviving user id (the oldest of the users involved). Must run in a transaction.
     Raises DomainError IDENTITY_LIMIT when the result would exceed the per-type limit.
     """
+    # Identities have no foreign key (models.orphans): the user is locked, so a deletion waits for us.
+    if await conn.fetchval("SELECT 1 FROM users WHERE workspace_id = $1 AND id = $2 FOR KEY SHARE",
+                           workspace_id, user_id) is None:
+        raise DomainError("NOT_FOUND", "user not found", ["userId"])
     known = await owners(workspace_id, keys, conn)
     involved = sorted({user_id, *known.values()})
     survivor = user_id

@@ -53,9 +53,9 @@ class User(Model):
 
     class Meta:
         table = "users"
-        unique_together = (("workspace", "username"),)
-        indexes = (("workspace_id", "id"), ("workspace_id", "created_at"), ("workspace_id", "last_activity_at"),
-                   ("workspace_id", "member_level"))
+        # Keyset orders end in id. Username uniqueness and the indexes the ORM cannot describe (partial,
+        # expression) are in migrations 0002 and 0006.
+        indexes = (("workspace_id", "id"), ("workspace_id", "created_at", "id"), ("workspace_id", "updated_at", "id"))
 
 
 MAX_ADMINS = 10

@@ -12,6 +12,7 @@ import pytest
 from jobs.imports import ImportParams, write_batch
 from models import db, orphans
 from models.errors import DomainError
+from models.filters import ORDER_COLUMNS
 from models.import_rows import ColumnRule, RowSpec, parse_row
 from models.memberships import serialise_batches
 from models.tag_values import lock_tags
@@ -220,3 +221,92 @@ async def test_an_import_whose_group_is_deleted_midway_fails_clearly(api: Api) -
             await write_batch(api.workspace_id, [row], params, conn, actor="test")
     assert failure.value.code == "GROUP_NOT_FOUND"
     assert await db.fetchval("SELECT count(*) FROM users") == 0
+
+
+async def test_identities_go_with_their_user_and_no_late_writer_leaves_one_behind(
+        api: Api, database_url: str) -> None:
+    """Identities have no foreign key since migration 0006: deletion, writers' locks and the sweep keep them tied
+    to live users, so a deleted user's phone is free again."""
+    await enable_deletion(api)
+    home = await f.group(api, "Home")
+    first = await f.user(api, "first", phone="+8613011110001", groupIds=[home["id"]])
+    await api.ok(DELETE, ids=[first["id"]])
+    assert await child_rows("identities", "user_id", pk(first["id"])) == 0
+    second = await f.user(api, "second", phone="+8613011110001", groupIds=[home["id"]])
+
+    deleting = await asyncpg.connect(database_url)
+    try:  # identityAdd beside a deletion under way waits for it, then finds no user
+        tx = deleting.transaction()
+        await tx.start()
+        await deleting.execute("DELETE FROM users WHERE id = $1", pk(second["id"]))
+        await orphans.forget(api.workspace_id, "user", [pk(second["id"])], deleting)
+        add = asyncio.create_task(api(IDENTITY_ADD, input={
+            "userId": second["id"], "identity": {"type": "EMAIL", "value": "late@example.com"}}))
+        await asyncio.sleep(0.5)
+        assert not add.done()
+        await tx.commit()
+        assert [e["code"] for e in (await add)["identityAdd"]["userErrors"]] == ["NOT_FOUND"]
+    finally:
+        await deleting.close()
+    assert await db.fetchval("SELECT count(*) FROM identities") == 0
+
+    late = await asyncpg.connect(database_url)
+    try:  # a writer that skipped the lock: its identity is swept like a late membership
+        third = await f.user(api, "third", groupIds=[home["id"]])
+        writer = late.transaction()
+        await writer.start()
+        await late.execute("SELECT 1")
+        await api.ok(DELETE, ids=[third["id"]])
+        await late.execute("INSERT INTO identities (workspace_id, user_id, type, channel, value, encryption)"
+                           " VALUES ($1, $2, 'EMAIL', '', 'stray@example.com', 'NONE')", api.workspace_id,
+                           pk(third["id"]))
+        await writer.commit()
+        assert await orphans.sweep() >= 1
+        assert await child_rows("identities", "user_id", pk(third["id"])) == 0
+    finally:
+        await late.close()
+
+
+async def test_an_import_batch_whose_matched_user_is_deleted_meanwhile_creates_the_person_anew(
+        api: Api, database_url: str) -> None:
+    await enable_deletion(api)
+    home = await f.group(api, "Home")
+    old = await f.user(api, "old", phone="+8613011110001", groupIds=[home["id"]])
+    params = ImportParams(upload_file_id=0, rules=[ColumnRule(0, "NAME"), ColumnRule(1, "IDENTITY",
+                                                                                    identity_type="PHONE")],
+                          default_region="CN", overwrite=True, group_ids=[pk(home["id"])], source="crm.csv")
+    row = parse_row(0, ["Returning", "13011110001"], RowSpec(params.rules, "CN", "crm.csv"))
+    deleting = await asyncpg.connect(database_url)
+    try:
+        tx = deleting.transaction()
+        await tx.start()  # the matched user is being deleted (with its identities) while the batch runs
+        await deleting.execute("DELETE FROM users WHERE id = $1", pk(old["id"]))
+        await orphans.forget(api.workspace_id, "user", [pk(old["id"])], deleting)
+
+        async def batch() -> Any:
+            async with db.transaction() as conn:
+                return await write_batch(api.workspace_id, [row], params, conn, actor="test")
+
+        running = asyncio.create_task(batch())
+        await asyncio.sleep(0.5)
+        assert not running.done()  # waiting on the user's lock
+        await tx.commit()
+        written = await running
+    finally:
+        await deleting.close()
+    assert (written.counts["created"], written.counts["updated"]) == (1, 0)
+    owner = await db.fetchrow("SELECT u.id, u.display_name FROM identities i JOIN users u ON u.id = i.user_id"
+                              " WHERE i.value = '+8613011110001'")
+    assert owner["display_name"] == "Returning" and owner["id"] != pk(old["id"])
+
+
+@pytest.mark.parametrize("field", sorted(ORDER_COLUMNS))
+async def test_every_users_order_reads_an_index_instead_of_sorting_the_workspace(api: Api, field: str) -> None:
+    expr = ORDER_COLUMNS[field]
+    tail = "" if expr == "u.id" else ", u.id DESC"
+    async with db.transaction() as conn:
+        await conn.execute("SET LOCAL enable_sort = off")  # a Sort node then means no index has this order
+        plan = "\n".join(r[0] for r in await conn.fetch(
+            f"EXPLAIN SELECT u.* FROM users u WHERE u.workspace_id = $1 ORDER BY {expr} DESC{tail} LIMIT 51",
+            api.workspace_id))
+    assert "Sort" not in plan, plan
