@@ -14,20 +14,23 @@ import gc
 import io
 import itertools
 import multiprocessing
+import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 
 from models import db, resolution
 from models.errors import DomainError
-from models.id_mapping import Person, plan_batch
-from models.import_rows import NAME_TARGETS, ColumnRule, Key, ParsedRow, RowError, RowSpec, parse_row
-from models.profile import PROFILE_FIELDS
+from jobs.import_plan import (COPY_COLUMNS, BatchContext, Overlay, Planned, mapped_fields, new_rows_csv, plan,
+                              user_columns)
+from models.id_mapping import Person
+from models.import_rows import ColumnRule, Key, ParsedRow, RowError, RowSpec, parse_row
 from models.tag_values import lock_tags
 from models.users import existing_group_ids
 from settings import get_settings
@@ -68,39 +71,57 @@ def batches(rows: Iterator[list[str]], start: int, size: int) -> Iterator[tuple[
         index += len(chunk)
 
 
+def batch_context(workspace_id: int, params: ImportParams) -> BatchContext:
+    return BatchContext(workspace_id, params.overwrite, params.group_ids, params.source, mapped_fields(params.rules))
+
+
 async def write_batch(workspace_id: int, rows: list[ParsedRow], params: ImportParams, conn: Any,
                       actor: str) -> BatchResult:
-    """ID-map and write one batch of parsed rows (inside the caller's transaction).
+    """Plan and write one batch of parsed rows in the caller's transaction."""
+    planned, _ = await plan(batch_context(workspace_id, params), rows, conn)
+    return await write_planned(workspace_id, planned, params, conn, actor)
+
+
+async def write_planned(workspace_id: int, planned: Planned, params: ImportParams, conn: Any,
+                        actor: str) -> BatchResult:
+    """Write a planned batch (inside the caller's transaction), planning it again here if it went stale.
 
     New people (most of an import) are COPYed straight into users and their child tables: nothing can
     exist yet for users created in this transaction. Existing people go through conflict-aware upserts.
     """
-    result = BatchResult()
+    ctx = batch_context(workspace_id, params)
     await _lock_parents(workspace_id, params, conn)
-    owners = await _locked_owners(workspace_id, list(dict.fromkeys(k for r in rows for k in r.identities)), conn)
-    counts = await _identity_counts(workspace_id, set(owners.values()), conn)
-    plan = plan_batch(rows, owners, counts)
-    result.errors += plan.errors
-    people = plan.people
-    if not params.overwrite:  # IGNORE: a contact that already exists stays exactly as it was
-        result.counts["skipped"] += sum(len(p.rows) for p in people if p.existing)
-        people = [p for p in people if not p.existing]
-    for person in people:
+    while not await _lock_owners(workspace_id, planned, conn):
+        planned, _ = await plan(ctx, planned.rows, conn)  # in this transaction: sees all that is committed
+    result = BatchResult(errors=list(planned.errors))
+    if planned.skipped:
+        result.counts["skipped"] += planned.skipped
+    for person in planned.old:
         if len(person.existing) > 1:
             survivor = await resolution.merge(workspace_id, person.existing, conn, actor=actor)
             result.counts["merged"] += len(person.existing) - 1
             person.existing = [survivor]
-    people = await _check_usernames(workspace_id, people, conn, result)
-
-    new = [p for p in people if not p.existing]
-    old = [p for p in people if p.existing]
+    kept = {id(p) for p in await _check_usernames(workspace_id, [*planned.new, *planned.old], conn, result)}
+    new = [p for p in planned.new if id(p) in kept]
+    old = [p for p in planned.old if id(p) in kept]
+    groups_by_name = await _group_ids_by_name(workspace_id, new, old, conn)
+    payloads = planned.new_rows
+    if len(new) < len(planned.new) or any(groups_by_name[n] != i for n, i in planned.groups_by_name.items()) \
+            or not payloads and new:
+        payloads = new_rows_csv(ctx, new, groups_by_name)
     if new:
-        await _insert_users(workspace_id, new, params, conn)
+        await conn.copy_to_table("users", source=_sent(payloads["users"]), columns=user_columns(ctx),
+                                 format="csv")
+        await _copy_new_identities(payloads["identities"], conn)
+        for table in ("group_members", "user_tags"):
+            if payloads[table]:
+                await conn.copy_to_table(table, source=_sent(payloads[table]), columns=COPY_COLUMNS[table],
+                                         format="csv")
     if old:
         await _update_profiles(workspace_id, old, params, conn)
-    await _add_identities(workspace_id, people, owners, params.source, conn)
-    await _add_groups(workspace_id, new, old, params.group_ids, conn)
-    await _set_tags(workspace_id, new, old, conn)
+        await _add_identities(workspace_id, old, planned.owners, params.source, conn)
+        await _add_memberships(workspace_id, old, params.group_ids, groups_by_name, conn)
+        await _set_tags(workspace_id, old, conn)
     result.counts["created"] += len(new)
     result.counts["updated"] += len(old)
     return result
@@ -117,48 +138,14 @@ async def _lock_parents(workspace_id: int, params: ImportParams, conn: Any) -> N
         await lock_tags(workspace_id, tag_ids, conn, ["mapping"])
 
 
-async def _owners(workspace_id: int, keys: list[Key], conn: Any) -> dict[Key, int]:
-    """Current owner of each known key (as resolution.owners, for the import's tuple keys).
-
-    One index probe per key (LATERAL ... LIMIT 1 keeps it a nested loop): a plain join of 10k keys turns
-    into a hash join over the whole identities table once it is analyzed, slower with every batch."""
-    if not keys:
-        return {}
-    rows = await conn.fetch(
-        "SELECT k.n, i.user_id"
-        " FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS k(type, channel, value, n)"
-        " CROSS JOIN LATERAL (SELECT user_id FROM identities i WHERE i.workspace_id = $1 AND i.type = k.type"
-        "   AND i.channel = k.channel AND i.value = k.value LIMIT 1) i",
-        workspace_id, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
-    return {keys[n - 1]: user_id for n, user_id in rows}
-
-
-async def _locked_owners(workspace_id: int, keys: list[Key], conn: Any) -> dict[Key, int]:
-    """`_owners`, with the owners key-share locked: identities have no foreign key (models.orphans), so a
-    user deleted (or merged away) between the lookup and the lock takes its identities with it; look again."""
-    while True:
-        owners = await _owners(workspace_id, keys, conn)
-        users = set(owners.values())
-        if not users or await conn.fetchval(
-                "SELECT count(*) FROM (SELECT 1 FROM users WHERE workspace_id = $1 AND id = ANY($2::bigint[])"
-                " FOR KEY SHARE) locked", workspace_id, list(users)) == len(users):
-            return owners
-
-
-def _mapped_fields(params: ImportParams) -> list[str]:
-    mapped = {NAME_TARGETS[r.target] for r in params.rules if r.target in NAME_TARGETS} | \
-        {r.field for r in params.rules if r.target == "PROFILE" and r.field}
-    return [f for f in PROFILE_FIELDS if f in mapped]
-
-
-async def _identity_counts(workspace_id: int, user_ids: set[int], conn: Any) -> dict[int, Counter[str]]:
-    counts: dict[int, Counter[str]] = {}
-    if user_ids:
-        for r in await conn.fetch(
-                "SELECT user_id, type, count(*) AS n FROM identities WHERE workspace_id = $1"
-                " AND user_id = ANY($2::bigint[]) GROUP BY user_id, type", workspace_id, list(user_ids)):
-            counts.setdefault(r["user_id"], Counter())[r["type"]] = r["n"]
-    return counts
+async def _lock_owners(workspace_id: int, planned: Planned, conn: Any) -> bool:
+    """Key-share lock the users the plan matched; False if one is gone. Identities have no foreign key
+    (models.orphans): a user deleted or merged away since the plan took its identities with it, so the
+    batch must be planned again (a merge also moves them elsewhere)."""
+    users = {u for p in planned.old for u in p.existing}
+    return not users or await conn.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM users WHERE workspace_id = $1 AND id = ANY($2::bigint[])"
+        " FOR KEY SHARE) locked", workspace_id, list(users)) == len(users)
 
 
 async def _check_usernames(workspace_id: int, people: list[Person], conn: Any, result: BatchResult) -> list[Person]:
@@ -183,78 +170,80 @@ async def _check_usernames(workspace_id: int, people: list[Person], conn: Any, r
     return kept
 
 
-async def _insert_users(workspace_id: int, people: list[Person], params: ImportParams, conn: Any) -> None:
-    """New users get their ids first, so that their identities, groups and tags can be COPYed too."""
-    ids = [r[0] for r in await conn.fetch(
-        "SELECT nextval(pg_get_serial_sequence('users', 'id')) FROM generate_series(1, $1)", len(people))]
-    for person, user_id in zip(people, ids, strict=True):
-        person.existing = [user_id]
-    fields = _mapped_fields(params)  # only the mapped columns: the rest keep their defaults
-    columns = ["id", "workspace_id", "source", "initial_source", "username", *fields]
-    head = (workspace_id, "IMPORT", params.source)
-    await conn.copy_records_to_table("users", columns=columns, records=[
-        (p.existing[0], *head, p.profile.get("username"), *[p.profile.get(f) for f in fields]) for p in people])
-
-
 async def _update_profiles(workspace_id: int, people: list[Person], params: ImportParams, conn: Any) -> None:
-    """OVERWRITE: mapped, non-empty cells replace values, except fields locked by a hand edit."""
+    """OVERWRITE: mapped, non-empty cells replace values, except fields locked by a hand edit.
+    The rows travel as one JSON array that PostgreSQL types by the users columns (no temporary table:
+    creating one per batch cost more than the update itself)."""
     fields = sorted({f for p in people for f in p.profile if f != "username"})
-    await conn.execute("CREATE TEMP TABLE import_updates (LIKE users INCLUDING DEFAULTS) ON COMMIT DROP")
-    await conn.copy_records_to_table("import_updates", columns=["id", "workspace_id", "username", *fields], records=[
-        (p.existing[0], workspace_id, p.profile.get("username"), *(p.profile.get(f) for f in fields)) for p in people])
+    rows = [{"id": p.existing[0], "username": p.profile.get("username"), **{f: p.profile.get(f) for f in fields}}
+            for p in people]
     sets = [f"{f} = CASE WHEN s.{f} IS NULL OR u.locked_fields::jsonb ? '{f}' THEN u.{f} ELSE s.{f} END"
             for f in fields]
     await conn.execute(
-        f"UPDATE users u SET {', '.join([*sets, 'username = COALESCE(u.username, s.username)'])},"
-        " updated_at = now() FROM import_updates s WHERE u.workspace_id = $1 AND u.id = s.id", workspace_id)
+        f"UPDATE users u SET {', '.join([*sets, 'username = COALESCE(u.username, s.username)'])}, updated_at = now()"
+        " FROM jsonb_populate_recordset(NULL::users, $2::jsonb) s WHERE u.workspace_id = $1 AND u.id = s.id"
+        # The ids again, as a list the planner can count: mid-import the users statistics are stale, and a
+        # join on s.id alone became a hash join over the whole workspace (40 ms a batch at 200k users).
+        "   AND u.id = ANY($3::bigint[])",
+        workspace_id, orjson.dumps(rows).decode(), [r["id"] for r in rows])
 
 
-_IDENTITY_COLUMNS = ["workspace_id", "user_id", "type", "channel", "value", "encryption", "source"]
+async def _sent(payload: bytes) -> AsyncIterator[bytes]:
+    """A COPY source. Not a BytesIO: asyncpg reads those through the default thread pool, with a class it
+    defines per call whose reference cycle kept every batch's payload alive until a full GC."""
+    yield payload
+
+
+async def _copy_new_identities(payload: bytes, conn: Any) -> None:
+    """The new people's keys, nobody's when planned. COPY, unless a concurrent writer took one of them
+    meanwhile: then the savepoint undoes it and a conflict-tolerant INSERT skips the taken ones."""
+    columns = COPY_COLUMNS["identities"]
+    await conn.execute("SAVEPOINT import_identities")
+    try:
+        await conn.copy_to_table("identities", source=_sent(payload), columns=columns, format="csv",
+                                 force_not_null=["channel"])
+    except asyncpg.UniqueViolationError:
+        await conn.execute("ROLLBACK TO SAVEPOINT import_identities")
+        await conn.execute("CREATE TEMP TABLE import_identities (LIKE identities INCLUDING DEFAULTS) ON COMMIT DROP")
+        await conn.copy_to_table("import_identities", source=_sent(payload), columns=columns, format="csv",
+                                 force_not_null=["channel"])
+        await conn.execute(f"INSERT INTO identities ({', '.join(columns)}) SELECT {', '.join(columns)}"
+                           " FROM import_identities ON CONFLICT (workspace_id, type, channel, value) DO NOTHING")
+    await conn.execute("RELEASE SAVEPOINT import_identities")
 
 
 async def _add_identities(workspace_id: int, people: list[Person], owners: dict[Key, int], source: str,
                           conn: Any) -> None:
-    """The keys nobody owned at the lookup. COPY, unless a concurrent writer took one of them meanwhile:
-    then the savepoint undoes it and the conflict-tolerant INSERT skips the taken ones, as it always did."""
-    records = [(workspace_id, p.existing[0], *k, source) for p in people for k in p.identities if k not in owners]
-    if not records:
-        return
-    await conn.execute("SAVEPOINT import_identities")
-    try:
-        await conn.copy_records_to_table("identities", columns=_IDENTITY_COLUMNS, records=records)
-    except asyncpg.UniqueViolationError:
-        await conn.execute("ROLLBACK TO SAVEPOINT import_identities")
+    """Existing people's keys that nobody owned when planned (taken meanwhile: skipped)."""
+    keys = [(p.existing[0], *k) for p in people for k in p.identities if k not in owners]
+    if keys:
         await conn.execute(
-            f"INSERT INTO identities ({', '.join(_IDENTITY_COLUMNS)})"
+            f"INSERT INTO identities ({', '.join(COPY_COLUMNS['identities'])})"
             " SELECT $1, u, t, c, v, e, $7 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])"
             "   AS k(u, t, c, v, e)"
             " ON CONFLICT (workspace_id, type, channel, value) DO NOTHING",
-            workspace_id, *(list(column) for column in zip(*(r[1:6] for r in records))), source)
-    await conn.execute("RELEASE SAVEPOINT import_identities")
+            workspace_id, *(list(column) for column in zip(*keys)), source)
 
 
-async def _add_groups(workspace_id: int, new: list[Person], old: list[Person], group_ids: list[int],
-                      conn: Any) -> None:
+async def _group_ids_by_name(workspace_id: int, new: list[Person], old: list[Person], conn: Any) -> dict[str, int]:
+    """A GROUP column names groups; missing ones are created by the import. All are key-share locked."""
     names = sorted({g for people in (new, old) for p in people for g in p.groups})
-    by_name: dict[str, int] = {}
-    if names:  # a GROUP column names groups; missing ones are created by the import
-        await conn.execute(
-            "INSERT INTO groups (workspace_id, name, source, labels) SELECT $1, n, 'IMPORT', '[]'::jsonb"
-            " FROM unnest($2::text[]) n ON CONFLICT (workspace_id, name) DO NOTHING", workspace_id, names)
-        by_name = {r["name"]: r["id"] for r in await conn.fetch(
-            "SELECT id, name FROM groups WHERE workspace_id = $1 AND name = ANY($2::text[]) FOR KEY SHARE",
-            workspace_id, names)}
+    if not names:
+        return {}
+    await conn.execute(
+        "INSERT INTO groups (workspace_id, name, source, labels) SELECT $1, n, 'IMPORT', '[]'::jsonb"
+        " FROM unnest($2::text[]) n ON CONFLICT (workspace_id, name) DO NOTHING", workspace_id, names)
+    return {r["name"]: r["id"] for r in await conn.fetch(
+        "SELECT id, name FROM groups WHERE workspace_id = $1 AND name = ANY($2::text[]) FOR KEY SHARE",
+        workspace_id, names)}
 
+
+async def _add_memberships(workspace_id: int, people: list[Person], group_ids: list[int],
+                           by_name: dict[str, int], conn: Any) -> None:
     fixed = list(dict.fromkeys(group_ids))
-
-    def memberships(people: list[Person]) -> list[tuple[int, int]]:  # (group id, user id), each pair once
-        return [(group_id, p.existing[0]) for p in people
-                for group_id in ({*fixed, *(by_name[n] for n in p.groups)} if p.groups else fixed)]
-
-    if added := memberships(new):
-        await conn.copy_records_to_table("group_members", columns=["workspace_id", "group_id", "user_id", "source"],
-                                         records=[(workspace_id, g, u, "IMPORT") for g, u in added])
-    if added := memberships(old):
+    added = [(group_id, p.existing[0]) for p in people
+             for group_id in ({*fixed, *(by_name[n] for n in p.groups)} if p.groups else fixed)]
+    if added:
         await conn.execute(
             "INSERT INTO group_members (workspace_id, group_id, user_id, source)"
             " SELECT $1, g, u, 'IMPORT' FROM unnest($2::bigint[], $3::bigint[]) AS x(g, u)"
@@ -262,23 +251,19 @@ async def _add_groups(workspace_id: int, new: list[Person], old: list[Person], g
             workspace_id, [g for g, _ in added], [u for _, u in added])
 
 
-async def _set_tags(workspace_id: int, new: list[Person], old: list[Person], conn: Any) -> None:
-    """Imported tag values replace earlier ones unless a person locked them (KEEP_MANUAL)."""
-    if records := [(workspace_id, p.existing[0], tag_id, values, "IMPORT", False)
-                   for p in new for tag_id, values in p.tags.items()]:
-        await conn.copy_records_to_table(
-            "user_tags", columns=["workspace_id", "user_id", "tag_id", "values", "source", "locked"], records=records)
-    if records := [(p.existing[0], tag_id, values) for p in old for tag_id, values in p.tags.items()]:
-        await conn.execute("CREATE TEMP TABLE import_tags (user_id bigint, tag_id bigint, vals text[]) ON COMMIT DROP")
-        await conn.copy_records_to_table("import_tags", columns=["user_id", "tag_id", "vals"], records=records)
+async def _set_tags(workspace_id: int, people: list[Person], conn: Any) -> None:
+    """Imported tag values replace existing people's earlier ones unless they were locked (KEEP_MANUAL)."""
+    if rows := [(p.existing[0], tag_id, values) for p in people for tag_id, values in p.tags.items()]:
         await conn.execute(
             "INSERT INTO user_tags (workspace_id, user_id, tag_id, \"values\", source, locked, updated_at)"
-            " SELECT $1, user_id, tag_id, vals, 'IMPORT', false, now() FROM import_tags"
+            " SELECT $1, (x->>0)::bigint, (x->>1)::bigint, ARRAY(SELECT jsonb_array_elements_text(x->2)), 'IMPORT',"
+            "   false, now() FROM jsonb_array_elements($2::jsonb) x"
             " ON CONFLICT (workspace_id, user_id, tag_id) DO UPDATE SET \"values\" = EXCLUDED.\"values\","
-            " source = 'IMPORT', updated_at = now() WHERE NOT user_tags.locked", workspace_id)
+            " source = 'IMPORT', updated_at = now() WHERE NOT user_tags.locked", workspace_id, orjson.dumps(rows).decode())
 
 
 PARSE_AHEAD = 3  # batches parsed ahead of the writer (bounded: memory stays constant)
+PLAN_AHEAD = True  # plan the next batch while writing this one (off: one after the other, for comparison)
 
 
 def parse_batch(start: int, cells: list[list[str]], spec: RowSpec) -> tuple[list[ParsedRow], list[RowError]]:
@@ -301,31 +286,36 @@ def _parse_pool() -> Iterator[concurrent.futures.Executor]:
         yield pool
 
 
+_SWITCH_INTERVAL_S = 0.0005  # GIL hand-over while importing (default 5 ms), see _lean_runtime
 _GC_YOUNG_THRESHOLD = 100_000  # container allocations between young collections while importing (default 700)
-_lean_gc_users = 0
-_saved_gc: tuple[tuple[int, int, int], bool] = (gc.get_threshold(), False)  # threshold, whether we froze
+_lean_users = 0
+_saved_runtime: tuple[tuple[int, int, int], bool, float] = (gc.get_threshold(), False, sys.getswitchinterval())
 
 
 @contextlib.contextmanager
-def _lean_gc() -> Iterator[None]:
+def _lean_runtime() -> Iterator[None]:
     """Less cyclic GC while importing: a batch is ~100k small dicts, lists and tuples without cycles, and
     collections kept rescanning them and the worker's whole heap (~40% of the import's Python time).
-    What exists is frozen (never rescanned) and young collections come rarely; both undone at the end."""
-    global _lean_gc_users, _saved_gc
-    if _lean_gc_users == 0:  # imports running side by side in one worker share the setting
+    What exists is frozen (never rescanned) and young collections come rarely. And a shorter GIL switch
+    interval: planning runs in a thread, and the batch being written must not wait 5 ms for the GIL each
+    time the database answers it. All undone at the end."""
+    global _lean_users, _saved_runtime
+    if _lean_users == 0:  # imports running side by side in one worker share the setting
         froze = gc.get_freeze_count() == 0  # a heap someone else froze (the API's) stays frozen after us
         if froze:
             gc.freeze()
-        _saved_gc = (gc.get_threshold(), froze)
-        gc.set_threshold(_GC_YOUNG_THRESHOLD, *_saved_gc[0][1:])
-    _lean_gc_users += 1
+        _saved_runtime = (gc.get_threshold(), froze, sys.getswitchinterval())
+        gc.set_threshold(_GC_YOUNG_THRESHOLD, *_saved_runtime[0][1:])
+        sys.setswitchinterval(_SWITCH_INTERVAL_S)
+    _lean_users += 1
     try:
         yield
     finally:
-        _lean_gc_users -= 1
-        if _lean_gc_users == 0:
-            threshold, froze = _saved_gc
+        _lean_users -= 1
+        if _lean_users == 0:
+            threshold, froze, switch_interval = _saved_runtime
             gc.set_threshold(*threshold)
+            sys.setswitchinterval(switch_interval)
             if froze:
                 gc.unfreeze()
 
@@ -380,37 +370,60 @@ async def run_import(run: Any) -> Any:
     if not checkpoint:  # a resumed attempt keeps the total the first one counted
         await run.set_total(sum(1 for _ in table.rows()))
 
-    # Parsing (phones, emails, tags) is CPU work: worker processes parse batch N+1 while this process
-    # writes batch N, so both cores are busy and the database never waits for Python.
+    # Three stages overlap: worker processes (or a thread) parse batches ahead; the next batch is planned
+    # (owners looked up, people and ids decided, COPY rows built) while this one is written and committed.
     loop = asyncio.get_running_loop()
-    with _lean_gc(), _parse_pool() as pool:
-        pending: collections.deque[tuple[int, list[list[str]], asyncio.Future[Any]]] = collections.deque()
+    ctx = batch_context(run.workspace_id, params)
+    with _lean_runtime(), _parse_pool() as pool:
+        parsing: collections.deque[tuple[int, list[list[str]], asyncio.Future[Any]]] = collections.deque()
         source = batches(table.rows(start), start, batch_size)
-        for batch_start, cells in itertools.islice(source, PARSE_AHEAD):
-            pending.append((batch_start, cells, loop.run_in_executor(pool, parse_batch, batch_start, cells, spec)))
-        while pending:
-            batch_start, cells, future = pending.popleft()
-            parsed, errors = await future
-            for next_start, next_cells in itertools.islice(source, 1):
-                pending.append((next_start, next_cells,
+
+        def parse_ahead(n: int) -> None:
+            for next_start, next_cells in itertools.islice(source, n):
+                parsing.append((next_start, next_cells,
                                 loop.run_in_executor(pool, parse_batch, next_start, next_cells, spec)))
-            await run.check_cancelled()
-            async with db.transaction() as conn:
-                written = await write_batch(run.workspace_id, parsed, params, conn, actor=f"job:{run.id}")
-                errors += written.errors
-                counts.update(written.counts)
-                counts["failed"] += len(errors)
-                counts["rows"] += len(cells)
-                # Written before the commit and named by the batch: a retried batch overwrites its part.
-                part = error_part(parts_dir, batch_start)
-                if errors:
-                    part.write_text(error_lines(errors, {batch_start + i: c for i, c in enumerate(cells)}),
-                                    encoding="utf-8")
-                else:
-                    part.unlink(missing_ok=True)
-                end = batch_start + len(cells)
-                await run.save(conn, checkpoint={"next_row": end, "batch_size": batch_size, "counts": dict(counts)},
-                               done=end, counts=dict(counts))
+
+        async def plan_next(planner: Any, overlay: Overlay | None) -> tuple[int, list[list[str]], list[RowError],
+                                                                         Planned, Overlay | None]:
+            batch_start, cells, parsed_future = parsing.popleft()
+            parse_ahead(1)
+            parsed, errors = await parsed_future
+            planned, used_counts = await plan(ctx, parsed, planner, overlay)
+            return batch_start, cells, errors, planned, planned.overlay(used_counts)
+
+        parse_ahead(PARSE_AHEAD)
+        async with db.dedicated_connection() as planner:
+            planning = asyncio.ensure_future(plan_next(planner, None)) if parsing else None
+            try:
+                while planning is not None:
+                    batch_start, cells, errors, planned, overlay = await planning
+                    planning = None
+                    if parsing and (PLAN_AHEAD and overlay is not None):  # else planned once this one commits
+                        planning = asyncio.ensure_future(plan_next(planner, overlay))
+                    await run.check_cancelled()
+                    async with db.transaction() as conn:
+                        written = await write_planned(run.workspace_id, planned, params, conn, actor=f"job:{run.id}")
+                        errors += written.errors
+                        counts.update(written.counts)
+                        counts["failed"] += len(errors)
+                        counts["rows"] += len(cells)
+                        # Written before the commit and named by the batch: a retried batch overwrites its part.
+                        part = error_part(parts_dir, batch_start)
+                        if errors:
+                            part.write_text(error_lines(errors, {batch_start + i: c for i, c in enumerate(cells)}),
+                                            encoding="utf-8")
+                        else:
+                            part.unlink(missing_ok=True)
+                        end = batch_start + len(cells)
+                        await run.save(conn, checkpoint={"next_row": end, "batch_size": batch_size,
+                                                         "counts": dict(counts)}, done=end, counts=dict(counts))
+                    if planning is None and parsing:
+                        planning = asyncio.ensure_future(plan_next(planner, None))
+            finally:
+                if planning is not None:
+                    planning.cancel()
+                    with contextlib.suppress(BaseException):
+                        await planning
 
     report_id = None
     if counts["failed"]:

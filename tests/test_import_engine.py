@@ -124,14 +124,14 @@ async def test_imported_tags_replace_values_unless_locked(api: Api) -> None:
 
 async def test_an_identity_taken_after_the_lookup_is_skipped_and_the_rest_written(api: Api, monkeypatch: Any) -> None:
     # A concurrent writer adds a key between the owners lookup and the COPY: the batch still commits.
-    import jobs.imports
+    import jobs.import_plan
 
     await f.user(api, "taken", phone="+8613011110001", displayName="Taken")
 
     async def nobody_owns_anything(*_: Any) -> dict[Any, int]:
         return {}
 
-    monkeypatch.setattr(jobs.imports, "_owners", nobody_owns_anything)
+    monkeypatch.setattr(jobs.import_plan, "owners_of", nobody_owns_anything)
     counts, errors = await run_batch(api, [["Late", "13011110001", "late@x.com", "", ""]])
     assert errors == [] and counts == {"created": 1, "updated": 0}
     users = await everyone(api)
@@ -149,3 +149,29 @@ def test_repeated_tag_and_group_cells_parse_the_same_every_time() -> None:
         [{7: ["gold"]}, "INVALID_TAG_VALUE", {7: ["gold"]}, "INVALID_TAG_VALUE"]
     assert rows[1].message == rows[3].message  # type: ignore[union-attr]
     assert rows[0].groups == rows[2].groups == ["A", "B", "A"]  # type: ignore[union-attr]
+
+
+async def test_overwrite_writes_typed_profile_fields_of_existing_and_new_people(api: Api) -> None:
+    rules = [ColumnRule(0, "NAME"), ColumnRule(1, "IDENTITY", identity_type="PHONE"),
+             ColumnRule(2, "PROFILE", field="birthday"), ColumnRule(3, "PROFILE", field="level"),
+             ColumnRule(4, "PROFILE", field="friending_allowed"), ColumnRule(5, "PROFILE", field="gender")]
+    await f.user(api, "old", phone="+8613011110001", displayName="Old")
+    counts, errors = await run_batch(api, [["Old \\ \"quoted\"", "13011110001", "1990/05/17", "3", "yes", "女"],
+                                           ["New,\ttabbed", "13011110002", "2001-01-02", "7.0", "no", "m"]],
+                                     rules=rules)
+    assert errors == [] and counts == {"created": 1, "updated": 1}
+    rows = await db.fetch("SELECT display_name, birthday::text, level, friending_allowed, gender FROM users"
+                          " WHERE workspace_id = $1 ORDER BY id", api.workspace_id)
+    assert [tuple(r.values()) for r in rows] == [('Old \\ "quoted"', "1990-05-17", 3, True, "FEMALE"),
+                                                 ("New,\ttabbed", "2001-01-02", 7, False, "MALE")]
+
+
+async def test_tag_values_with_quotes_and_backslashes_arrive_as_written(api: Api) -> None:
+    tier = await f.tag(api, "note")
+    tag = dict(await db.fetchrow("SELECT * FROM tags WHERE id = $1", from_global_id(tier["id"])[1]))
+    tag["allowed_values"] = []
+    rules = [ColumnRule(0, "IDENTITY", identity_type="PHONE"), ColumnRule(1, "TAG", tag=tag)]
+    value = 'say "hi" \\ {NULL}'
+    counts, errors = await run_batch(api, [["13011110001", value], ["13011110002", "NULL"]], rules=rules)
+    assert errors == [] and counts["created"] == 2
+    assert await db.fetchval("SELECT array_agg(\"values\"[1] ORDER BY user_id) FROM user_tags") == [value, "NULL"]
