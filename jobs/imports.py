@@ -28,7 +28,7 @@ import orjson
 from models import db, resolution
 from models.errors import DomainError
 from jobs.import_plan import (COPY_COLUMNS, BatchContext, Overlay, Planned, mapped_fields, new_rows_csv, plan,
-                              user_columns)
+                              plan_ahead, user_columns)
 from models.id_mapping import Person
 from models.import_rows import ColumnRule, Key, ParsedRow, RowError, RowSpec, parse_row
 from models.tag_values import lock_tags
@@ -78,7 +78,7 @@ def batch_context(workspace_id: int, params: ImportParams) -> BatchContext:
 async def write_batch(workspace_id: int, rows: list[ParsedRow], params: ImportParams, conn: Any,
                       actor: str) -> BatchResult:
     """Plan and write one batch of parsed rows in the caller's transaction."""
-    planned, _ = await plan(batch_context(workspace_id, params), rows, conn)
+    planned = await plan(batch_context(workspace_id, params), rows, conn)
     return await write_planned(workspace_id, planned, params, conn, actor)
 
 
@@ -92,7 +92,7 @@ async def write_planned(workspace_id: int, planned: Planned, params: ImportParam
     ctx = batch_context(workspace_id, params)
     await _lock_parents(workspace_id, params, conn)
     while not await _lock_owners(workspace_id, planned, conn):
-        planned, _ = await plan(ctx, planned.rows, conn)  # in this transaction: sees all that is committed
+        planned = await plan(ctx, planned.rows, conn)  # in this transaction: sees all that is committed
     result = BatchResult(errors=list(planned.errors))
     if planned.skipped:
         result.counts["skipped"] += planned.skipped
@@ -200,13 +200,11 @@ async def _copy_new_identities(payload: bytes, conn: Any) -> None:
     columns = COPY_COLUMNS["identities"]
     await conn.execute("SAVEPOINT import_identities")
     try:
-        await conn.copy_to_table("identities", source=_sent(payload), columns=columns, format="csv",
-                                 force_not_null=["channel"])
+        await conn.copy_to_table("identities", source=_sent(payload), columns=columns, format="csv")
     except asyncpg.UniqueViolationError:
         await conn.execute("ROLLBACK TO SAVEPOINT import_identities")
         await conn.execute("CREATE TEMP TABLE import_identities (LIKE identities INCLUDING DEFAULTS) ON COMMIT DROP")
-        await conn.copy_to_table("import_identities", source=_sent(payload), columns=columns, format="csv",
-                                 force_not_null=["channel"])
+        await conn.copy_to_table("import_identities", source=_sent(payload), columns=columns, format="csv")
         await conn.execute(f"INSERT INTO identities ({', '.join(columns)}) SELECT {', '.join(columns)}"
                            " FROM import_identities ON CONFLICT (workspace_id, type, channel, value) DO NOTHING")
     await conn.execute("RELEASE SAVEPOINT import_identities")
@@ -320,12 +318,12 @@ def _lean_runtime() -> Iterator[None]:
                 gc.unfreeze()
 
 
-def error_lines(errors: list[RowError], cells_by_index: dict[int, list[str]]) -> str:
+def error_lines(errors: list[RowError], batch_start: int, cells: list[list[str]]) -> str:
     """CSV lines of the error report for a batch: the original row, its row number and the reason."""
     out = io.StringIO()
     writer = csv.writer(out)
     for error in sorted(errors, key=lambda e: e.index):
-        writer.writerow([*cells_by_index[error.index], error.index + 2, error.code, error.message])
+        writer.writerow([*cells[error.index - batch_start], error.index + 2, error.code, error.message])
     return out.getvalue()
 
 
@@ -388,8 +386,8 @@ async def run_import(run: Any) -> Any:
             batch_start, cells, parsed_future = parsing.popleft()
             parse_ahead(1)
             parsed, errors = await parsed_future
-            planned, used_counts = await plan(ctx, parsed, planner, overlay)
-            return batch_start, cells, errors, planned, planned.overlay(used_counts)
+            planned, next_overlay = await plan_ahead(ctx, parsed, planner, overlay)
+            return batch_start, cells, errors, planned, next_overlay
 
         parse_ahead(PARSE_AHEAD)
         async with db.dedicated_connection() as planner:
@@ -410,7 +408,7 @@ async def run_import(run: Any) -> Any:
                         # Written before the commit and named by the batch: a retried batch overwrites its part.
                         part = error_part(parts_dir, batch_start)
                         if errors:
-                            part.write_text(error_lines(errors, {batch_start + i: c for i, c in enumerate(cells)}),
+                            part.write_text(error_lines(errors, batch_start, cells),
                                             encoding="utf-8")
                         else:
                             part.unlink(missing_ok=True)
