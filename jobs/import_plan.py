@@ -22,10 +22,17 @@ from models.profile import PROFILE_FIELDS
 
 @dataclass
 class Overlay:
-    """What a batch still being written will have committed, for planning the next one meanwhile."""
+    """What a batch still being written will have committed, for planning the next one meanwhile: the
+    person that owns each of its keys (their identity counts are worked out only for the few users the
+    next batch meets)."""
 
-    owners: dict[Key, int]
-    counts: dict[int, Counter[str]]
+    owners: dict[Key, Person]
+    planned: Planned
+
+    def counts_of(self, person: Person) -> Counter[str]:
+        total = Counter(self.planned.counts.get(person.existing[0], ()))
+        total.update(k[0] for k in person.identities if k not in self.planned.owners)
+        return total
 
 
 @dataclass
@@ -46,16 +53,7 @@ class Planned:
         (the survivor is picked by the writer), and the next batch is then planned after this one commits."""
         if any(len(p.existing) > 1 for p in self.old):
             return None
-        owners: dict[Key, int] = {}
-        counts: dict[int, Counter[str]] = {}
-        for person in (*self.new, *self.old):
-            user_id = person.existing[0]
-            total = Counter(self.counts.get(user_id, ()))
-            total.update(k[0] for k in person.identities if k not in self.owners)
-            counts[user_id] = total
-            for key in person.identities:
-                owners[key] = user_id
-        return Overlay(owners, counts)
+        return Overlay({k: p for people in (self.new, self.old) for p in people for k in p.identities}, self)
 
 
 def mapped_fields(rules: list[ColumnRule]) -> list[str]:
@@ -112,13 +110,14 @@ async def plan(ctx: BatchContext, rows: list[ParsedRow], conn: Any, overlay: Ove
     loop = asyncio.get_running_loop()
     keys = await loop.run_in_executor(_THREAD, _keys_of, rows)
     owners = await owners_of(ctx.workspace_id, keys, conn)
+    in_flight: dict[int, Person] = {}  # users the batch being written creates or changes, by id
     if overlay:
-        owners.update((k, overlay.owners[k]) for k in keys if k in overlay.owners)
-    known_users = set(owners.values())
-    counts = await identity_counts(ctx.workspace_id, known_users - overlay.counts.keys() if overlay else known_users,
-                                   conn)
-    if overlay:
-        counts.update((u, overlay.counts[u]) for u in known_users if u in overlay.counts)
+        for key in keys:
+            if (person := overlay.owners.get(key)) is not None:
+                owners[key] = person.existing[0]
+                in_flight[person.existing[0]] = person
+    counts = await identity_counts(ctx.workspace_id, set(owners.values()) - in_flight.keys(), conn)
+    counts.update((user_id, overlay.counts_of(person)) for user_id, person in in_flight.items() if overlay)
     planned = await loop.run_in_executor(_THREAD, _plan_in_memory, rows, owners, counts, ctx.overwrite)
     if planned.new:
         ids = [r[0] for r in await conn.fetch(

@@ -90,11 +90,14 @@ def plan_batch(rows: list[ParsedRow], owners: dict[Key, int], identity_counts: d
 
 
 def _combine(group: list[ParsedRow], owners: dict[Key, int]) -> Person:
-    existing = sorted({owners[k] for r in group for k in r.identities if k in owners}) if owners else []
-    if len(group) == 1:
+    if len(group) == 1:  # most people: one row, matching nobody
         row = group[0]
+        existing = [owners[k] for k in row.identities if k in owners] if owners else []
+        if len(existing) > 1:
+            existing = sorted(set(existing))
         groups = row.groups if len(row.groups) < 2 else list(dict.fromkeys(row.groups))
         return Person(group, existing, row.profile, row.identities, row.tags, groups)
+    existing = sorted({owners[k] for r in group for k in r.identities if k in owners}) if owners else []
     person = Person(group, existing, {}, [], {}, [])
     for row in group:
         person.profile.update(row.profile)

@@ -78,3 +78,16 @@ async def test_planning_ahead_imports_exactly_what_planning_in_turn_does(
     assert ahead == in_turn
     counts = ahead[1]
     assert counts["merged"] > 0 and counts["updated"] > 0 and counts["failed"] > 0  # the file exercises them all
+
+
+async def test_a_person_written_by_the_batch_in_flight_still_counts_towards_the_identity_limit(
+        client: httpx.AsyncClient, api: Api, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(get_settings(), "import_batch_size", 2)
+    emails = ",".join(f"e{i}@example.com" for i in range(1, 5))
+    text = ("name,username,phone,email,tier,group\n"
+            f"Four,,13011112222,\"{emails}\",,\n"
+            "Other,,13011113333,,,\n"
+            "Two more,,13011112222,\"e5@example.com,e6@example.com\",,\n")
+    people, counts, report = await import_in_batches(client, api, redis_url, text)
+    assert counts["failed"] == 1 and "IDENTITY_LIMIT" in report
+    assert sum(len(p[3]) for p in people if p[0] == "Four") == 5  # phone + 4 emails, nothing added
