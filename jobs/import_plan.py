@@ -27,6 +27,7 @@ class Overlay:
     next batch meets)."""
 
     owners: dict[Key, Person]
+    users: dict[int, Person]  # every user the batch writes (created or updated), by id
     planned: Planned
 
     def counts_of(self, person: Person) -> Counter[str]:
@@ -53,7 +54,8 @@ class Planned:
         (the survivor is picked by the writer), and the next batch is then planned after this one commits."""
         if any(len(p.existing) > 1 for p in self.old):
             return None
-        return Overlay({k: p for people in (self.new, self.old) for p in people for k in p.identities}, self)
+        people = [*self.new, *self.old]
+        return Overlay({k: p for p in people for k in p.identities}, {p.existing[0]: p for p in people}, self)
 
 
 def mapped_fields(rules: list[ColumnRule]) -> list[str]:
@@ -73,7 +75,12 @@ async def owners_of(workspace_id: int, keys: list[Key], conn: Any) -> dict[Key, 
     rows = await conn.fetch(
         "SELECT k.n, i.user_id FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS k(key, n)"
         " CROSS JOIN LATERAL (SELECT user_id FROM identities i WHERE i.workspace_id = $1 AND i.type = k.key->>0"
-        "   AND i.channel = k.key->>1 AND i.value = k.key->>2 LIMIT 1) i",
+        "   AND i.channel = k.key->>1 AND i.value = k.key->>2 LIMIT 1) i"
+        # A stray identity (its user deleted, not yet swept: models.orphans) owns nothing. A LATERAL probe
+        # of the primary key, not an EXISTS: with statistics gone stale mid-import, that became a scan of the
+        # workspace's users for every key (and `u.workspace_id = $1` here, a skip scan of another index;
+        # the identity's workspace is its user's).
+        " CROSS JOIN LATERAL (SELECT 1 FROM users u WHERE u.id = i.user_id) live",
         workspace_id, orjson.dumps(keys).decode())
     return {keys[n - 1]: user_id for n, user_id in rows}
 
@@ -110,13 +117,13 @@ async def plan(ctx: BatchContext, rows: list[ParsedRow], conn: Any, overlay: Ove
     loop = asyncio.get_running_loop()
     keys = await loop.run_in_executor(_THREAD, _keys_of, rows)
     owners = await owners_of(ctx.workspace_id, keys, conn)
-    in_flight: dict[int, Person] = {}  # users the batch being written creates or changes, by id
     if overlay:
-        for key in keys:
-            if (person := overlay.owners.get(key)) is not None:
-                owners[key] = person.existing[0]
-                in_flight[person.existing[0]] = person
-    counts = await identity_counts(ctx.workspace_id, set(owners.values()) - in_flight.keys(), conn)
+        owners.update((k, person.existing[0]) for k in keys if (person := overlay.owners.get(k)) is not None)
+    users = set(owners.values())
+    # Users the batch being written creates or changes (met through any of their keys): their identity
+    # counts as they will be once it commits.
+    in_flight = {u: overlay.users[u] for u in users if u in overlay.users} if overlay else {}
+    counts = await identity_counts(ctx.workspace_id, users - in_flight.keys(), conn)
     counts.update((user_id, overlay.counts_of(person)) for user_id, person in in_flight.items() if overlay)
     planned = await loop.run_in_executor(_THREAD, _plan_in_memory, rows, owners, counts, ctx.overwrite)
     if planned.new:

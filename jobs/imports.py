@@ -31,6 +31,7 @@ from jobs.import_plan import (COPY_COLUMNS, BatchContext, Overlay, Planned, mapp
                               plan_ahead, user_columns)
 from models.id_mapping import Person
 from models.import_rows import ColumnRule, Key, ParsedRow, RowError, RowSpec, parse_row
+from models.orphans import release_stray_identities
 from models.tag_values import lock_tags
 from models.users import existing_group_ids
 from settings import get_settings
@@ -62,6 +63,9 @@ class ImportParams:
 class BatchResult:
     counts: Counter[str] = field(default_factory=Counter)
     errors: list[RowError] = field(default_factory=list)
+    # False when the batch wrote other than planned (planned again, people dropped, keys taken meanwhile):
+    # then a plan of the next batch made against it (its Overlay) must be made again.
+    as_planned: bool = True
 
 
 def batches(rows: Iterator[list[str]], start: int, size: int) -> Iterator[tuple[int, list[list[str]]]]:
@@ -91,9 +95,15 @@ async def write_planned(workspace_id: int, planned: Planned, params: ImportParam
     """
     ctx = batch_context(workspace_id, params)
     await _lock_parents(workspace_id, params, conn)
-    while not await _lock_owners(workspace_id, planned, conn):
+    result = BatchResult()
+    for _ in range(_MAX_PLANS):
+        if await _lock_owners(workspace_id, planned, conn):
+            break
         planned = await plan(ctx, planned.rows, conn)  # in this transaction: sees all that is committed
-    result = BatchResult(errors=list(planned.errors))
+        result.as_planned = False
+    else:
+        raise RuntimeError(f"the users matched by an import batch kept changing ({_MAX_PLANS} plans)")
+    result.errors += planned.errors
     if planned.skipped:
         result.counts["skipped"] += planned.skipped
     for person in planned.old:
@@ -104,6 +114,8 @@ async def write_planned(workspace_id: int, planned: Planned, params: ImportParam
     kept = {id(p) for p in await _check_usernames(workspace_id, [*planned.new, *planned.old], conn, result)}
     new = [p for p in planned.new if id(p) in kept]
     old = [p for p in planned.old if id(p) in kept]
+    if len(kept) < len(planned.new) + len(planned.old):
+        result.as_planned = False
     groups_by_name = await _group_ids_by_name(workspace_id, new, old, conn)
     payloads = planned.new_rows
     if len(new) < len(planned.new) or any(groups_by_name[n] != i for n, i in planned.groups_by_name.items()) \
@@ -112,14 +124,16 @@ async def write_planned(workspace_id: int, planned: Planned, params: ImportParam
     if new:
         await conn.copy_to_table("users", source=_sent(payloads["users"]), columns=user_columns(ctx),
                                  format="csv")
-        await _copy_new_identities(payloads["identities"], conn)
+        if not await _copy_new_identities(payloads["identities"], conn):
+            result.as_planned = False
         for table in ("group_members", "user_tags"):
             if payloads[table]:
                 await conn.copy_to_table(table, source=_sent(payloads[table]), columns=COPY_COLUMNS[table],
                                          format="csv")
     if old:
         await _update_profiles(workspace_id, old, params, conn)
-        await _add_identities(workspace_id, old, planned.owners, params.source, conn)
+        if not await _add_identities(workspace_id, old, planned.owners, params.source, conn):
+            result.as_planned = False
         await _add_memberships(workspace_id, old, params.group_ids, groups_by_name, conn)
         await _set_tags(workspace_id, old, conn)
     result.counts["created"] += len(new)
@@ -138,11 +152,42 @@ async def _lock_parents(workspace_id: int, params: ImportParams, conn: Any) -> N
         await lock_tags(workspace_id, tag_ids, conn, ["mapping"])
 
 
+_GROWN_TABLES = "users, identities, group_members, user_tags"
+_ANALYZE_AFTER = 1000  # new users since the last ANALYZE, at least (and at least as many as there were)
+
+
+@dataclass
+class _Statistics:
+    """Keeps the planner's statistics current while an import grows the tables. Autovacuum analyzes a
+    minute or more late: meanwhile, planned on a table it believes tiny, the owners lookup took the
+    (workspace_id, user_id) index for its key probe and scanned the workspace's identities for every key
+    (an import of 12k rows took 19 s instead of 2). ANALYZE whenever the users have doubled, so a few
+    times per import."""
+
+    users_at_last: float = 0.0
+    added: int = 0
+    running: asyncio.Task[Any] | None = None  # in the background, on a pool connection, beside the writes
+
+    def grown(self, created: int) -> None:
+        self.added += created
+        if self.added >= max(_ANALYZE_AFTER, self.users_at_last) and (self.running is None or self.running.done()):
+            self.users_at_last += self.added
+            self.added = 0
+            self.running = asyncio.ensure_future(db.execute(f"ANALYZE {_GROWN_TABLES}"))
+
+    async def close(self) -> None:
+        if self.running is not None:
+            await self.running
+
+
+_MAX_PLANS = 5  # plans of one batch in its transaction before the job fails (and is retried)
+
+
 async def _lock_owners(workspace_id: int, planned: Planned, conn: Any) -> bool:
-    """Key-share lock the users the plan matched; False if one is gone. Identities have no foreign key
-    (models.orphans): a user deleted or merged away since the plan took its identities with it, so the
-    batch must be planned again (a merge also moves them elsewhere)."""
-    users = {u for p in planned.old for u in p.existing}
+    """Key-share lock the users the plan matched (IGNORE's skipped ones too); False if one is gone.
+    Identities have no foreign key (models.orphans): a user deleted or merged away since the plan took
+    its identities with it, so the batch must be planned again (a merge also moves them elsewhere)."""
+    users = set(planned.owners.values())
     return not users or await conn.fetchval(
         "SELECT count(*) FROM (SELECT 1 FROM users WHERE workspace_id = $1 AND id = ANY($2::bigint[])"
         " FOR KEY SHARE) locked", workspace_id, list(users)) == len(users)
@@ -194,7 +239,7 @@ async def _sent(payload: bytes) -> AsyncIterator[bytes]:
     yield payload
 
 
-async def _copy_new_identities(payload: bytes, conn: Any) -> None:
+async def _copy_new_identities(payload: bytes, conn: Any) -> bool:
     """The new people's keys, nobody's when planned. COPY, unless a concurrent writer took one of them
     meanwhile: then the savepoint undoes it and a conflict-tolerant INSERT skips the taken ones."""
     columns = COPY_COLUMNS["identities"]
@@ -205,22 +250,28 @@ async def _copy_new_identities(payload: bytes, conn: Any) -> None:
         await conn.execute("ROLLBACK TO SAVEPOINT import_identities")
         await conn.execute("CREATE TEMP TABLE import_identities (LIKE identities INCLUDING DEFAULTS) ON COMMIT DROP")
         await conn.copy_to_table("import_identities", source=_sent(payload), columns=columns, format="csv")
+        await release_stray_identities(conn, "import_identities")
         await conn.execute(f"INSERT INTO identities ({', '.join(columns)}) SELECT {', '.join(columns)}"
                            " FROM import_identities ON CONFLICT (workspace_id, type, channel, value) DO NOTHING")
+        await conn.execute("RELEASE SAVEPOINT import_identities")
+        return False
     await conn.execute("RELEASE SAVEPOINT import_identities")
+    return True
 
 
 async def _add_identities(workspace_id: int, people: list[Person], owners: dict[Key, int], source: str,
-                          conn: Any) -> None:
-    """Existing people's keys that nobody owned when planned (taken meanwhile: skipped)."""
+                          conn: Any) -> bool:
+    """Existing people's keys that nobody owned when planned (taken meanwhile: skipped, and False)."""
     keys = [(p.existing[0], *k) for p in people for k in p.identities if k not in owners]
     if keys:
-        await conn.execute(
+        status = await conn.execute(
             f"INSERT INTO identities ({', '.join(COPY_COLUMNS['identities'])})"
             " SELECT $1, u, t, c, v, e, $7 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])"
             "   AS k(u, t, c, v, e)"
             " ON CONFLICT (workspace_id, type, channel, value) DO NOTHING",
             workspace_id, *(list(column) for column in zip(*keys)), source)
+        return status == f"INSERT 0 {len(keys)}"
+    return True
 
 
 async def _group_ids_by_name(workspace_id: int, new: list[Person], old: list[Person], conn: Any) -> dict[str, int]:
@@ -381,20 +432,26 @@ async def run_import(run: Any) -> Any:
                 parsing.append((next_start, next_cells,
                                 loop.run_in_executor(pool, parse_batch, next_start, next_cells, spec)))
 
-        async def plan_next(planner: Any, overlay: Overlay | None) -> tuple[int, list[list[str]], list[RowError],
-                                                                         Planned, Overlay | None]:
-            batch_start, cells, parsed_future = parsing.popleft()
-            parse_ahead(1)
-            parsed, errors = await parsed_future
+        async def plan_next(planner: Any, overlay: Overlay | None, again: Any = None) -> Any:
+            """(start, cells, parse errors, parsed rows, plan, overlay for the next) of the next batch, or
+            of `again`'s batch planned anew."""
+            if again is None:
+                batch_start, cells, parsed_future = parsing.popleft()
+                parse_ahead(1)
+                parsed, errors = await parsed_future
+            else:
+                batch_start, cells, errors, parsed, *_ = again
             planned, next_overlay = await plan_ahead(ctx, parsed, planner, overlay)
-            return batch_start, cells, errors, planned, next_overlay
+            return batch_start, cells, errors, parsed, planned, next_overlay
 
         parse_ahead(PARSE_AHEAD)
         async with db.dedicated_connection() as planner:
+            statistics = _Statistics(max(await planner.fetchval(
+                "SELECT reltuples FROM pg_class WHERE oid = 'users'::regclass"), 0))
             planning = asyncio.ensure_future(plan_next(planner, None)) if parsing else None
             try:
                 while planning is not None:
-                    batch_start, cells, errors, planned, overlay = await planning
+                    batch_start, cells, errors, _, planned, overlay = await planning
                     planning = None
                     if parsing and (PLAN_AHEAD and overlay is not None):  # else planned once this one commits
                         planning = asyncio.ensure_future(plan_next(planner, overlay))
@@ -415,6 +472,9 @@ async def run_import(run: Any) -> Any:
                         end = batch_start + len(cells)
                         await run.save(conn, checkpoint={"next_row": end, "batch_size": batch_size,
                                                          "counts": dict(counts)}, done=end, counts=dict(counts))
+                    statistics.grown(written.counts["created"])
+                    if planning is not None and not written.as_planned:  # its overlay was wrong: plan again
+                        planning = asyncio.ensure_future(plan_next(planner, None, again=await planning))
                     if planning is None and parsing:
                         planning = asyncio.ensure_future(plan_next(planner, None))
             finally:
@@ -422,6 +482,7 @@ async def run_import(run: Any) -> Any:
                     planning.cancel()
                     with contextlib.suppress(BaseException):
                         await planning
+                await statistics.close()
 
     report_id = None
     if counts["failed"]:

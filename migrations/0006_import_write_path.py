@@ -7,6 +7,10 @@ per-row foreign-key check on users.
   userCreate, contactsUpsert: nobody else can delete it meanwhile) or locked by the writer first
   (`resolution.attach`, `merge`, imports of existing people); deleting a user deletes its identities
   itself and leaves a tombstone, and `models.orphans.sweep` removes any a late writer still added.
+- identities are found by user through (user_id, workspace_id), not (workspace_id, user_id): the lookup
+  by key then has one index that fits. With the old one, a planner misled by stale or skewed statistics
+  (a table an import is growing, a workspace rare in the sample) probed it with workspace_id alone and
+  scanned the workspace's identities for every key.
 - users' indexes follow the reads: the keyset orders (expression, id) of `models.filters.ORDER_COLUMNS`
   had no matching index (LAST_ACTIVITY_AT and DISPLAY_NAME sorted the whole workspace, UPDATED_AT had
   none); `lower(username)` served no query (search is a substring match); username and member level
@@ -29,6 +33,15 @@ class Migration(migrations.Migration):
             model_name='Identity',
             name='user',
             field=fields.ForeignKeyField('models.User', source_field='user_id', db_constraint=False, to_field='id', related_name='identities', on_delete=OnDelete.CASCADE),
+        ),
+        ops.RemoveIndex(
+            model_name='Identity',
+            name=None,
+            fields=['workspace_id', 'user_id'],
+        ),
+        ops.AddIndex(
+            model_name='Identity',
+            index=Index(fields=['user_id', 'workspace_id']),
         ),
         ops.RemoveIndex(
             model_name='User',
@@ -79,6 +92,8 @@ class Migration(migrations.Migration):
                 "DROP INDEX users_workspace_username",
                 "CREATE INDEX users_workspace_lower_display_name ON users (workspace_id, lower(display_name))",
                 "CREATE INDEX users_workspace_lower_username ON users (workspace_id, lower(username))",
+                # Stray identities (their user deleted, not yet swept) would fail the constraint.
+                "DELETE FROM identities i WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = i.user_id)",
                 "ALTER TABLE identities ADD CONSTRAINT identities_user_id_fkey FOREIGN KEY (user_id)"
                 " REFERENCES users (id) ON DELETE CASCADE",
             ],

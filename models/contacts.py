@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from models import orphans
 from models.errors import DomainError
 from models.identities import InvalidIdentity, normalize_phone
 from models.users import add_to_groups, existing_group_ids
@@ -86,6 +87,7 @@ async def upsert_contacts(workspace_id: int, rows: Sequence[ContactRow], *, over
         ids = [r[0] for r in await conn.fetch(
             "SELECT nextval(pg_get_serial_sequence('users', 'id')) FROM generate_series(1, $1)", len(new_phones))]
         regions = [rows[phones[p][0]].region or default_region for p in new_phones]
+        await orphans.release_stray_keys(workspace_id, [("PHONE", "", p) for p in new_phones], conn)
         await conn.execute(
             "INSERT INTO users (id, workspace_id, display_name, country, source)"
             " SELECT id, $1, name, upper(region), 'INTERNAL' FROM unnest($2::bigint[], $3::text[], $4::text[])"

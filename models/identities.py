@@ -40,7 +40,10 @@ class Identity(Model):
     class Meta:
         table = "identities"
         unique_together = (("workspace", "type", "channel", "value"),)
-        indexes = (("workspace_id", "user_id"),)
+        # (user_id, workspace_id), not the reverse: the lookup by key (workspace_id, type, channel, value) then has
+        # one index that fits; with (workspace_id, user_id) a planner misled by stale or skewed statistics took
+        # that one and scanned the workspace for every key (an import of 12k rows: 19 s instead of 2).
+        indexes = (("user_id", "workspace_id"),)
 
 
 class InvalidIdentity(ValueError):

@@ -49,6 +49,25 @@ async def _delete_children(workspace_id: int, kind: str, ids: list[int], conn: A
                            f" AND cardinality(user_ids) = 0", workspace_id, ids)
 
 
+_RELEASE = ("DELETE FROM identities i USING ({keys}) k(workspace_id, type, channel, value)"
+            " WHERE i.workspace_id = k.workspace_id AND i.type = k.type AND i.channel = k.channel"
+            " AND i.value = k.value AND NOT EXISTS (SELECT 1 FROM users u WHERE u.workspace_id = i.workspace_id"
+            " AND u.id = i.user_id)")
+
+
+async def release_stray_keys(workspace_id: int, keys: Sequence[tuple[str, str, str]], conn: Any) -> None:
+    """Free (type, channel, value) keys held by a stray identity, one whose user is deleted but that the
+    sweep has not removed yet: a writer about to give a key to a live user must not be blocked by it."""
+    if keys:
+        await conn.execute(_RELEASE.format(keys="SELECT $1::bigint, * FROM unnest($2::text[], $3::text[], $4::text[])"),
+                           workspace_id, *(list(column) for column in zip(*keys)))
+
+
+async def release_stray_identities(conn: Any, staging: str) -> None:
+    """`release_stray_keys` for the keys of a staging table (workspace_id, type, channel, value, ...)."""
+    await conn.execute(_RELEASE.format(keys=f"SELECT workspace_id, type, channel, value FROM {staging}"))
+
+
 async def sweep() -> int:
     """Remove rows late writers added for deleted parents; returns how many tombstones were settled."""
     await db.execute("UPDATE deleted_parents SET seen_at = clock_timestamp() WHERE seen_at IS NULL")

@@ -29,6 +29,8 @@ async def owners(workspace_id: int, keys: Sequence[IdentityKey], conn: Any) -> d
         "SELECT i.type, i.channel, i.value, i.user_id FROM identities i"
         " JOIN unnest($2::text[], $3::text[], $4::text[]) AS k(type, channel, value)"
         "   ON i.type = k.type AND i.channel = k.channel AND i.value = k.value"
+        # A stray identity (its user deleted, not yet swept) owns nothing; probed by id (see import_plan).
+        " CROSS JOIN LATERAL (SELECT 1 FROM users u WHERE u.id = i.user_id) live"
         " WHERE i.workspace_id = $1",
         workspace_id, [k.type.value for k in keys], [k.channel for k in keys], [k.value for k in keys])
     by_triple = {(r["type"], r["channel"], r["value"]): r["user_id"] for r in rows}
@@ -55,6 +57,7 @@ async def attach(workspace_id: int, user_id: int, keys: Sequence[IdentityKey], c
     await _check_limit(workspace_id, survivor, [k for k in keys if k not in known], conn)
     new = [k for k in keys if k not in known]
     if new:
+        await orphans.release_stray_keys(workspace_id, [(k.type.value, k.channel, k.value) for k in new], conn)
         await conn.execute(
             "INSERT INTO identities (workspace_id, user_id, type, channel, value, encryption, source)"
             " SELECT $1, $2, t, c, v, e, $7 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])"

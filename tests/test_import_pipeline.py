@@ -8,14 +8,20 @@ import io
 import random
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from jobs.import_plan import plan_ahead
+from jobs.imports import ImportParams, batch_context, write_batch, write_planned
 from models import db
+from models.import_rows import ColumnRule, RowSpec, parse_row
 from settings import get_settings
 from tests import factories as f
 from tests.conftest import Api, make_workspace, work
+from tests.test_contacts_upsert import UPSERT
 from tests.test_imports import JOB, start, upload
+from tests.test_users import IDENTITY_ADD
 
 MAPPING = [{"column": 0, "target": "NAME"}, {"column": 1, "target": "USERNAME"},
            {"column": 2, "target": "IDENTITY", "identityType": "PHONE"},
@@ -91,3 +97,100 @@ async def test_a_person_written_by_the_batch_in_flight_still_counts_towards_the_
     people, counts, report = await import_in_batches(client, api, redis_url, text)
     assert counts["failed"] == 1 and "IDENTITY_LIMIT" in report
     assert sum(len(p[3]) for p in people if p[0] == "Four") == 5  # phone + 4 emails, nothing added
+
+
+USERNAME_MAPPING = [{"column": 0, "target": "NAME"}, {"column": 1, "target": "USERNAME"},
+                    {"column": 2, "target": "IDENTITY", "identityType": "PHONE"},
+                    {"column": 3, "target": "IDENTITY", "identityType": "EMAIL"}]
+
+
+async def one_row_batches(client: httpx.AsyncClient, redis_url: str, monkeypatch: pytest.MonkeyPatch, name: str,
+                          ahead: bool, text: str, policy: str, before: Any) -> tuple[Any, list[Any]]:
+    monkeypatch.setattr(get_settings(), "import_batch_size", 1)
+    monkeypatch.setattr("jobs.imports.PLAN_AHEAD", ahead)
+    api = await make_workspace(client, name=name)
+    base = await f.group(api, "Base")
+    await before(api)
+    started = await start(api, uploadId=await upload(client, api, text), mapping=USERNAME_MAPPING,
+                          duplicatePolicy=policy, source="crm", groupIds=[base["id"]])
+    await work(redis_url)
+    job = (await api(JOB, id=started["job"]["id"]))["job"]
+    people = await db.fetch("SELECT u.display_name, ARRAY(SELECT i.value FROM identities i WHERE i.user_id = u.id"
+                            " ORDER BY i.value) AS ids FROM users u WHERE u.workspace_id = $1 ORDER BY u.id",
+                            api.workspace_id)
+    return job["counts"], [tuple(p.values()) for p in people]
+
+
+async def test_a_person_the_batch_in_flight_drops_is_not_trusted_by_the_next_plan(
+        client: httpx.AsyncClient, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer drops a person of batch N (username taken): batch N+1, planned against N's overlay, is planned
+    again, so its row with the same phone creates that person (IGNORE) or gets the email (OVERWRITE)."""
+    async def alice(api: Api) -> None:
+        await f.user(api, "alice", phone="+8613011119999", displayName="Holder")
+
+    async def bob_and_u(api: Api) -> None:
+        await f.user(api, "bob", phone="+8613011119999", displayName="Bob")
+        await f.user(api, "tmp", phone="+8613011110001", displayName="U")
+        await db.execute("UPDATE users SET username = NULL WHERE username = 'tmp'")
+
+    cases = [("IGNORE", "name,username,phone,email\nA,alice,13011110001,\nB,,13011110001,\n", alice),
+             ("OVERWRITE", "name,username,phone,email\nX,bob,13011110001,new@example.com\nY,,,new@example.com\n",
+              bob_and_u)]
+    for policy, text, before in cases:
+        results = [await one_row_batches(client, redis_url, monkeypatch, f"{policy} {ahead}", ahead, text, policy,
+                                         before) for ahead in (True, False)]
+        assert results[0] == results[1], policy
+    assert ("Y", ["new@example.com"]) in results[0][1]
+
+
+async def test_a_user_the_batch_in_flight_adds_to_counts_whichever_key_the_next_batch_meets_it_by(
+        api: Api, database_url: str) -> None:
+    await f.user(api, "u", phone="+8613011110001", displayName="U",
+                 identities=[{"type": "EMAIL", "value": f"e{i}@x.com"} for i in range(1, 5)])
+    rules = [ColumnRule(0, "NAME"), ColumnRule(1, "IDENTITY", identity_type="PHONE"),
+             ColumnRule(2, "IDENTITY", identity_type="EMAIL")]
+    spec = RowSpec(rules, "CN", "crm")
+    params = ImportParams(upload_file_id=0, rules=rules, default_region="CN", overwrite=True, group_ids=[],
+                          source="crm")
+    ctx = batch_context(api.workspace_id, params)
+    planner = await asyncpg.connect(database_url)
+    try:  # batch N gives U a fifth email; N+1 meets U by an older email and brings a sixth
+        planned, overlay = await plan_ahead(ctx, [parse_row(0, ["U", "13011110001", "e5@x.com"], spec)], planner, None)
+        async with db.transaction() as conn:
+            await write_planned(api.workspace_id, planned, params, conn, actor="test")
+            planned_next, _ = await plan_ahead(ctx, [parse_row(1, ["U", "", "e1@x.com,e6@x.com"], spec)], planner,
+                                               overlay)  # before N commits
+        async with db.transaction() as conn:
+            written = await write_planned(api.workspace_id, planned_next, params, conn, actor="test")
+    finally:
+        await planner.close()
+    assert [e.code for e in written.errors] == ["IDENTITY_LIMIT"]
+    assert await db.fetchval("SELECT count(*) FROM identities WHERE type = 'EMAIL'") == 5
+
+
+async def test_a_stray_identity_of_a_deleted_user_does_not_hold_its_key(api: Api) -> None:
+    """An identity whose user is gone (a late writer's, until the sweep) owns nothing: an import, identityAdd and
+    contactsUpsert give the key to a live user."""
+    async def stray(value: str) -> None:
+        await db.execute("INSERT INTO identities (workspace_id, user_id, type, channel, value, encryption)"
+                         " VALUES ($1, 987654321, 'PHONE', '', $2, 'NONE')", api.workspace_id, value)
+
+    await stray("+8613011110001")
+    rules = [ColumnRule(0, "NAME"), ColumnRule(1, "IDENTITY", identity_type="PHONE")]
+    params = ImportParams(upload_file_id=0, rules=rules, default_region="CN", overwrite=True, group_ids=[],
+                          source="crm")
+    async with db.transaction() as conn:
+        written = await write_batch(api.workspace_id, [parse_row(0, ["Imported", "13011110001"],
+                                                                 RowSpec(rules, "CN", "crm"))], params, conn, "test")
+    assert written.counts["created"] == 1
+    await stray("+8613011110002")
+    user = await f.user(api, "added", displayName="Added")
+    await api.ok(IDENTITY_ADD, input={"userId": user["id"], "identity": {"type": "PHONE", "value": "13011110002"}})
+    await stray("+8613011110003")
+    group = await f.group(api, "Leads")
+    await api.ok(UPSERT, input={"groupIds": [group["id"]], "contacts": [{"phone": "13011110003", "name": "Upserted"}]})
+    owners = await db.fetch("SELECT i.value, u.display_name FROM identities i JOIN users u ON u.id = i.user_id"
+                            " ORDER BY i.value")
+    assert [tuple(r.values()) for r in owners] == [("+8613011110001", "Imported"), ("+8613011110002", "Added"),
+                                                   ("+8613011110003", "Upserted")]
+    assert await db.fetchval("SELECT count(*) FROM identities WHERE user_id = 987654321") == 0
