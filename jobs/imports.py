@@ -13,6 +13,7 @@ import csv
 import gc
 import io
 import itertools
+import logging
 import multiprocessing
 import sys
 from collections import Counter
@@ -36,6 +37,7 @@ from models.tag_values import lock_tags
 from models.users import existing_group_ids
 from settings import get_settings
 
+logger = logging.getLogger(__name__)
 COUNT_KEYS = ("rows", "created", "updated", "merged", "skipped", "failed")
 
 
@@ -176,8 +178,13 @@ class _Statistics:
             self.running = asyncio.ensure_future(db.execute(f"ANALYZE {_GROWN_TABLES}"))
 
     async def close(self) -> None:
+        """Wait for an ANALYZE under way; one that failed (say, a role that does not own the tables)
+        only costs the plans their accuracy, not the import."""
         if self.running is not None:
-            await self.running
+            try:
+                await self.running
+            except Exception:  # noqa: BLE001
+                logger.warning("ANALYZE during an import failed", exc_info=True)
 
 
 _MAX_PLANS = 5  # plans of one batch in its transaction before the job fails (and is retried)

@@ -3,6 +3,7 @@ sees: the same file, in batches that share people with earlier ones (repeats, jo
 imports to the same contacts, counts and error report as batches planned one after the other."""
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import random
@@ -194,3 +195,17 @@ async def test_a_stray_identity_of_a_deleted_user_does_not_hold_its_key(api: Api
     assert [tuple(r.values()) for r in owners] == [("+8613011110001", "Imported"), ("+8613011110002", "Added"),
                                                    ("+8613011110003", "Upserted")]
     assert await db.fetchval("SELECT count(*) FROM identities WHERE user_id = 987654321") == 0
+
+
+async def test_an_import_refreshes_the_statistics_of_the_tables_it_grows(
+        client: httpx.AsyncClient, api: Api, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("jobs.imports._ANALYZE_AFTER", 20)
+    monkeypatch.setattr(get_settings(), "import_batch_size", 7)
+    started = await db.fetchval("SELECT clock_timestamp()")
+    await import_in_batches(client, api, redis_url, contacts_file(200, 4))
+    for _ in range(50):  # statistics reach the views within about a second
+        analyzed = await db.fetchval("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'identities'")
+        if analyzed and analyzed > started:
+            break
+        await asyncio.sleep(0.1)
+    assert analyzed and analyzed > started
