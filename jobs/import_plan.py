@@ -124,7 +124,8 @@ async def plan(ctx: BatchContext, rows: list[ParsedRow], conn: Any, overlay: Ove
     # counts as they will be once it commits.
     in_flight = {u: overlay.users[u] for u in users if u in overlay.users} if overlay else {}
     counts = await identity_counts(ctx.workspace_id, users - in_flight.keys(), conn)
-    counts.update((user_id, overlay.counts_of(person)) for user_id, person in in_flight.items() if overlay)
+    if overlay:
+        counts.update((user_id, overlay.counts_of(person)) for user_id, person in in_flight.items())
     planned = await loop.run_in_executor(_THREAD, _plan_in_memory, rows, owners, counts, ctx.overwrite)
     if planned.new:
         ids = [r[0] for r in await conn.fetch(

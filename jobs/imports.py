@@ -26,10 +26,19 @@ from typing import Any
 import asyncpg
 import orjson
 
+from jobs.import_plan import (
+    COPY_COLUMNS,
+    BatchContext,
+    Overlay,
+    Planned,
+    mapped_fields,
+    new_rows_csv,
+    plan,
+    plan_ahead,
+    user_columns,
+)
 from models import db, resolution
 from models.errors import DomainError
-from jobs.import_plan import (COPY_COLUMNS, BatchContext, Overlay, Planned, mapped_fields, new_rows_csv, plan,
-                              plan_ahead, user_columns)
 from models.id_mapping import Person
 from models.import_rows import ColumnRule, Key, ParsedRow, RowError, RowSpec, parse_row
 from models.orphans import release_stray_identities
@@ -183,7 +192,7 @@ class _Statistics:
         if self.running is not None:
             try:
                 await self.running
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.warning("ANALYZE during an import failed", exc_info=True)
 
 
